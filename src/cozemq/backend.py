@@ -1,0 +1,144 @@
+"""The small surface a backend implements. Semantics (retry, backoff, dead-letter, attempt
+counting, ordering, drain) live in the core, above these primitives, written once.
+
+A backend package registers a :class:`Backend` subclass under the entry-point group
+``cozemq.backends``; its name is a ``COZE_MQ_TYPE`` value.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+from .message import OutgoingMessage
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can promise. The conformance suite holds it to each one.
+
+    Anything declared False that a caller asks for raises NotSupported.
+    """
+
+    persistent: bool
+    """A send that returned survives a broker crash and restart."""
+    redelivery: bool
+    """A message not acknowledged (failed member, close past its deadline) comes back."""
+    replays_to_new_groups: bool
+    """A group that registers late still receives messages sent before it existed."""
+    consumer_groups: bool
+    """Several consumers in one group share the work, each message handled once by the group."""
+    ordering_by_key: bool
+    """``orderly=True`` is honoured: per sharding key, one message at a time, in send order."""
+    native_headers: bool
+    """Headers travel in the broker's own header field (else in a cozemq envelope)."""
+    delayed_redelivery: bool
+    """The broker itself redelivers a nacked message after a delay (else the core waits)."""
+    deduplication: bool
+    """The broker drops a second send with the same ``idempotency_key``."""
+    ack_deadline: bool
+    """The broker redelivers a message left unacknowledged too long; the core extends it."""
+    max_message_size: int | None
+    """Largest body (without key or headers) the broker accepts, in bytes; None if unbounded."""
+
+
+@dataclass(frozen=True)
+class SubscribeSpec:
+    topic: str
+    group: str
+    orderly: bool
+    prefetch: int
+    """How many unacknowledged deliveries this member may hold at once."""
+
+
+class Delivery(ABC):
+    """One message as received, with the broker's settle operations."""
+
+    __slots__ = ("body", "delivery_count", "headers", "id", "key", "timestamp")
+
+    def __init__(
+        self,
+        body: bytes,
+        *,
+        key: str | None,
+        headers: Mapping[str, str],
+        id: str,
+        delivery_count: int,
+        timestamp: datetime | None,
+    ) -> None:
+        self.body = body
+        self.key = key
+        self.headers = headers
+        self.id = id
+        self.delivery_count = delivery_count
+        self.timestamp = timestamp
+
+    @abstractmethod
+    async def ack(self) -> None:
+        """Settle for good: the group never sees this message again."""
+
+    @abstractmethod
+    async def nack(self, delay: float) -> None:
+        """Give it back for redelivery after ``delay`` seconds (0: as soon as possible)."""
+
+    async def extend(self) -> None:
+        """Push the broker's ack deadline back while a handler is still working."""
+
+
+class Subscription(ABC):
+    """One member of a consumer group."""
+
+    @abstractmethod
+    async def fetch(self, max_messages: int, timeout: float) -> Sequence[Delivery]:
+        """Up to ``max_messages`` deliveries, waiting at most ``timeout`` for the first."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop receiving. Deliveries not yet acked come back to the group."""
+
+
+class Backend(ABC):
+    """A broker, translated. One instance per EventBus."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    ack_extend_interval: ClassVar[float | None] = None
+    """How often the core calls Delivery.extend() while a handler runs (None: never)."""
+
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Reach the broker within settings.connect_timeout or raise BrokerUnavailable."""
+
+    @abstractmethod
+    async def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Send in order; return once the broker has accepted every one (or raise)."""
+
+    async def publish_one(self, topic: str, message: OutgoingMessage) -> None:
+        await self.publish(topic, (message,))
+
+    @abstractmethod
+    async def subscribe(self, spec: SubscribeSpec) -> Subscription: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """A cheap round trip to the broker, for `cozemq doctor`."""
+
+    def validate_name(self, kind: str, name: str) -> None:
+        """Raise InvalidArgument if ``name`` is not a valid topic or group for this broker."""
+
+    def message_size(self, message: OutgoingMessage) -> int:
+        """Bytes the broker counts against its limit; compared with max_message_size."""
+        return len(message.body)
+
+    def describe(self) -> str:
+        """Where this backend points, for logs and `cozemq doctor`; no secrets."""
+        return self.name

@@ -1,0 +1,178 @@
+"""Local brokers as plain processes: obtain, start on free loopback ports, wait until they
+really serve, stop, kill and restart. Used by `cozemq broker`, `cozemq demo` and the tests.
+
+A backend package registers its kit under the entry-point group ``cozemq.kits``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import EventBusError
+
+CACHE_DIR = Path(os.environ.get("COZEMQ_CACHE_DIR", Path.home() / ".cache" / "cozemq"))
+RUN_DIR = CACHE_DIR / "run"
+
+
+class KitError(EventBusError):
+    """A local broker could not be obtained or started."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class BrokerKit(ABC):
+    """One local broker. Ports and data directory stay the same across restarts."""
+
+    name: ClassVar[str]
+    port_names: ClassVar[tuple[str, ...]]
+    start_timeout: ClassVar[float] = 60.0
+    stop_grace: ClassVar[float] = 10.0
+
+    def __init__(self, workdir: Path | str | None = None) -> None:
+        self.workdir = Path(workdir) if workdir else Path(
+            tempfile.mkdtemp(prefix=f"cozemq-{self.name}-")
+        )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ports: dict[str, int] = {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "broker.log"
+
+    # -- what each kit says ---------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Obtain the server (cached outside the repository) and write its config files."""
+
+    @abstractmethod
+    def command(self) -> list[str]:
+        """The server's command line."""
+
+    @abstractmethod
+    def ready(self) -> bool:
+        """One quick probe that the broker serves requests (not just an open port)."""
+
+    @abstractmethod
+    def env(self) -> dict[str, str]:
+        """The environment a cozemq client needs to use this broker."""
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float | None = None) -> None:
+        if not self.ports:
+            self.ports = {name: free_port() for name in self.port_names}
+        self.prepare()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.workdir, start_new_session=True,
+            )
+        self.pid = self.process.pid
+        self._wait_ready(self.start_timeout if timeout is None else timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        started = time.monotonic()
+        pause = 0.02
+        while time.monotonic() - started < timeout:
+            if not self.alive():
+                raise KitError(
+                    f"{self.name} exited during start-up; last lines of {self.log_path}:\n"
+                    + log_tail(self.log_path)
+                )
+            if self.ready():
+                return
+            time.sleep(pause)
+            pause = min(0.25, pause * 1.5)
+        self.stop()
+        raise KitError(
+            f"{self.name} did not become ready within {timeout:.0f}s; last lines of "
+            f"{self.log_path}:\n" + log_tail(self.log_path)
+        )
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _signal(self, sig: int) -> None:
+        if self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _wait_exit(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return True
+            time.sleep(0.02)
+        return not self.alive()
+
+    def stop(self, grace: float | None = None) -> None:
+        """SIGTERM, then SIGKILL after the grace period."""
+        if not self.alive():
+            return
+        self._signal(signal.SIGTERM)
+        if not self._wait_exit(self.stop_grace if grace is None else grace):
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: the crash the restart tests simulate."""
+        self._signal(signal.SIGKILL)
+        self._wait_exit(10)
+
+    def restart(self, *, kill: bool = True, timeout: float | None = None) -> None:
+        self.kill() if kill else self.stop()
+        self.start(timeout)
+
+    # -- remembered between `cozemq broker up` and `down` ------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {"name": self.name, "pid": self.pid, "ports": self.ports,
+                "workdir": str(self.workdir), "env": self.env()}
+
+    def save_state(self) -> Path:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        path = RUN_DIR / f"{self.name}.json"
+        path.write_text(json.dumps(self.state(), indent=2))
+        return path
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BrokerKit:
+        kit = cls(state["workdir"])
+        kit.ports = {k: int(v) for k, v in state["ports"].items()}
+        kit.pid = state.get("pid")
+        return kit

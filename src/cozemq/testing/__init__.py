@@ -1,0 +1,21 @@
+"""The shared conformance suite and its helpers, importable by third-party backends.
+
+Needs the ``testing`` extra: ``pip install "cozemq[testing]"``.
+"""
+
+from .harness import Harness, KitHarness, MemoryHarness
+from .suite import ConformanceSuite, new_topic, until
+from .tally import Report, Tally, parse, payload
+
+__all__ = [
+    "ConformanceSuite",
+    "Harness",
+    "KitHarness",
+    "MemoryHarness",
+    "Report",
+    "Tally",
+    "new_topic",
+    "parse",
+    "payload",
+    "until",
+]
