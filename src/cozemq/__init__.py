@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .backend import Backend, Capabilities, Delivery, SubscribeSpec, Subscription
+from .blocking import BlockingEventBus, BlockingProducer
 from .bus import ConsumerHandle, EventBus, Producer
 from .consumer import ConsumerHandler, ConsumerStats
 from .coze import ConsumerService, new_consumer_service, new_producer
@@ -48,6 +49,8 @@ __all__ = [
     "Backend",
     "BackendNotInstalled",
     "Backoff",
+    "BlockingEventBus",
+    "BlockingProducer",
     "BrokerError",
     "BrokerUnavailable",
     "BusClosed",

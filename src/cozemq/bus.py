@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 from . import registry
 from .backend import Backend, Capabilities, SubscribeSpec
 from .consumer import Consumer, ConsumerOptions, ConsumerStats, Handler, as_handler_fn
-from .errors import BrokerUnavailable, BusClosed, EventBusError, InvalidArgument, MessageTooLarge, NotSupported
+from .errors import (
+    BrokerUnavailable,
+    BusClosed,
+    EventBusError,
+    InvalidArgument,
+    MessageTooLarge,
+    NotSupported,
+)
 from .headers import validate_headers
 from .message import OutgoingMessage
 from .retry import Backoff, BackoffPolicy, as_backoff

@@ -34,7 +34,8 @@ class ConsumerHandler(Protocol):
     async def handle_message(self, msg: Message) -> Any: ...
 
 
-Handler = Callable[[Message], Awaitable[Any]] | ConsumerHandler
+# An async callable, or a plain one run on the event loop (it must not block).
+Handler = Callable[[Message], Any] | ConsumerHandler
 HandlerFn = Callable[[Message], Any]
 DeadLetterSender = Callable[[str, OutgoingMessage], Awaitable[None]]
 

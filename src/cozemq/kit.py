@@ -6,6 +6,7 @@ A backend package registers its kit under the entry-point group ``cozemq.kits``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -128,10 +129,8 @@ class BrokerKit(ABC):
     def _signal(self, sig: int) -> None:
         if self.pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def _wait_exit(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

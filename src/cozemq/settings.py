@@ -55,7 +55,8 @@ def _describe(cls: type[BaseSettings], error: ValidationError) -> str:
     """A ValidationError as text that names variables by their env name and hides secrets."""
     aliases = {name: (f.alias or name) for name, f in cls.model_fields.items()}
     secret = {
-        name for name, f in cls.model_fields.items() if f.annotation in (SecretStr, SecretStr | None)
+        name for name, f in cls.model_fields.items()
+        if f.annotation in (SecretStr, SecretStr | None)
     }
     lines = []
     for item in error.errors():

@@ -16,11 +16,12 @@ NotSupported) or reported as not applicable, with the capability named in the sk
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import pytest_asyncio
@@ -49,7 +50,7 @@ def new_topic(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
 
 
-def not_applicable(harness: Harness, capability: str) -> None:
+def not_applicable(harness: Harness, capability: str) -> NoReturn:
     pytest.skip(f"not applicable: {harness.name} declares {capability}=False")
 
 
@@ -214,7 +215,7 @@ class ConformanceSuite:
         await bus.send_message(topic, b"flaky")
         await until(lambda: len(attempts) >= 3 and handle.stats.acked == 1, what="3 attempts")
         assert [a for a, _ in attempts] == [1, 2, 3]
-        gaps = [later - earlier for (_, earlier), (_, later) in zip(attempts, attempts[1:])]
+        gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(attempts)]
         assert all(gap >= backoff * 0.9 for gap in gaps), gaps
         await asyncio.sleep(0.2)
         assert len(attempts) == 3
@@ -281,7 +282,7 @@ class ConformanceSuite:
                 overlaps.append(key)
             try:
                 await asyncio.sleep(0.001)
-                producer, seq = parse(message.body)
+                _, seq = parse(message.body)
                 if seq % 5 == 0 and message.attempt == 1:
                     raise RuntimeError("first attempt fails")
                 handled[key].append(seq)
@@ -554,4 +555,4 @@ def _append(target: list[Any], item: Any) -> None:
     target.append(item)
 
 
-__all__ = ["ConsumerHandle", "ConformanceSuite", "new_topic", "until"]
+__all__ = ["ConformanceSuite", "ConsumerHandle", "new_topic", "until"]

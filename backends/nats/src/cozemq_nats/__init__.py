@@ -12,7 +12,7 @@ from .jetstream import JetStreamBackend
 from .settings import NatsSettings
 
 
-def NatsBackend(settings: Settings, env: Mapping[str, str] | None = None) -> Backend:  # noqa: N802
+def NatsBackend(settings: Settings, env: Mapping[str, str] | None = None) -> Backend:
     """The entry point for COZE_MQ_TYPE=nats: JetStream unless NATS_USE_JETSTREAM=false."""
     if load_settings(NatsSettings, env).use_jetstream:
         return JetStreamBackend(settings, env)

@@ -84,13 +84,14 @@ class NatsBackendBase(Backend):
         self._tls = tls_context(own, self.servers)
         self.nc: Client | None = None
         self._last_error: str | None = None
+        self._auth_error: str | None = None
         self._closing = False
 
     def describe(self) -> str:
         return f"nats {self.mode} {','.join(redact(u) for u in self.servers)}"
 
     async def connect(self) -> None:
-        nc = nats.NATS()
+        nc = Client()
         timeout = self.settings.connect_timeout
         try:
             await asyncio.wait_for(
@@ -100,7 +101,7 @@ class NatsBackendBase(Backend):
                     connect_timeout=max(1, int(timeout)),
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
+                    reconnect_time_wait=0.25,  # type: ignore[arg-type]
                     tls=self._tls,
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
@@ -112,6 +113,10 @@ class NatsBackendBase(Backend):
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await _quietly_close(nc)
             reason = self._last_error or type(exc).__name__
+            if self._auth_error:
+                reason = (f"{self._auth_error}: the server refused the credentials (check "
+                          "NATS_JWT_TOKEN/NATS_NKEY_SEED, NATS_CREDS_FILE, "
+                          "NATS_USERNAME/NATS_PASSWORD or NATS_TOKEN)")
             raise BrokerUnavailable(
                 f"NATS at {', '.join(redact(u) for u in self.servers)} did not accept a "
                 f"connection within {timeout:g}s (COZEMQ_CONNECT_TIMEOUT): {reason}"
@@ -128,6 +133,8 @@ class NatsBackendBase(Backend):
 
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = str(exc) or type(exc).__name__
+        if "authoriz" in self._last_error.lower() or "authentication" in self._last_error.lower():
+            self._auth_error = self._last_error
         log.debug("nats error: %r", exc)
 
     async def _on_disconnected(self) -> None:
@@ -145,7 +152,7 @@ class NatsBackendBase(Backend):
 
     async def ping(self) -> None:
         try:
-            await self.connection.flush(timeout=self.settings.connect_timeout)
+            await self.connection.flush(timeout=self.settings.connect_timeout)  # type: ignore[arg-type]
         except TRANSIENT as exc:
             raise BrokerUnavailable(f"NATS did not answer a ping: {exc!r}") from None
 

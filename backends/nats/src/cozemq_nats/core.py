@@ -55,8 +55,9 @@ class CoreSubscription(Subscription):
 
     def _delivery(self, msg: Msg) -> Delivery:
         key, headers = split_headers(msg.headers)
-        return CoreDelivery(msg.data, key=key, headers=headers, id=f"{id(self):x}-{next(self._ids)}",
-                            delivery_count=1, timestamp=datetime.now(UTC))
+        return CoreDelivery(msg.data, key=key, headers=headers,
+                            id=f"{id(self):x}-{next(self._ids)}", delivery_count=1,
+                            timestamp=datetime.now(UTC))
 
     async def close(self) -> None:
         if self.sub is not None:
@@ -99,5 +100,5 @@ class NatsCoreBackend(NatsBackendBase):
         )
         # register_consumer returns once subscribed: the server must know the interest
         # before a send from another connection, or that send has no receiver.
-        await self.connection.flush(timeout=self.settings.connect_timeout)
+        await self.connection.flush(timeout=self.settings.connect_timeout)  # type: ignore[arg-type]
         return subscription

@@ -78,7 +78,7 @@ class JetStreamSubscription(Subscription):
         try:
             batch = min(max_messages, self.max_batch)
             msgs = await self.psub.fetch(batch=batch, timeout=timeout)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             return ()
         return [JetStreamDelivery(m) for m in msgs]
 
@@ -159,7 +159,9 @@ class JetStreamBackend(NatsBackendBase):
                 ) from None
             return str(config.name)
         except TRANSIENT as exc:
-            raise BrokerUnavailable(f"JetStream did not answer for topic {topic!r}: {exc!r}") from None
+            raise BrokerUnavailable(
+                f"JetStream did not answer for topic {topic!r}: {exc!r}"
+            ) from None
         except nats.js.errors.ServiceUnavailableError as exc:
             raise BrokerUnavailable(f"JetStream is unavailable: {exc!r}") from None
 
@@ -183,10 +185,14 @@ class JetStreamBackend(NatsBackendBase):
             raise MessageTooLarge(f"NATS refused the message: {exc}") from None
         except nats.js.errors.APIError as exc:
             if exc.err_code == _MAX_PAYLOAD_ERR:
-                raise MessageTooLarge(f"JetStream refused the message: {exc.description}") from None
+                raise MessageTooLarge(
+                    f"JetStream refused the message: {exc.description}"
+                ) from None
             if isinstance(exc, nats.js.errors.ServiceUnavailableError):
                 raise BrokerUnavailable(f"JetStream is unavailable: {exc!r}") from None
-            raise BrokerError(f"JetStream refused a publish to {topic!r}: {exc.description}") from None
+            raise BrokerError(
+                f"JetStream refused a publish to {topic!r}: {exc.description}"
+            ) from None
         except nats.errors.NoRespondersError:
             self._streams.pop(topic, None)  # the stream may be gone: look it up again
             raise BrokerUnavailable(f"no JetStream stream answered for {topic!r}") from None
