@@ -19,7 +19,7 @@ from .errors import (
     MessageTooLarge,
     NotSupported,
 )
-from .headers import validate_headers
+from .headers import validate_headers, validate_key
 from .message import OutgoingMessage
 from .retry import Backoff, BackoffPolicy, as_backoff
 from .settings import Settings, load_settings
@@ -133,8 +133,10 @@ class EventBus:
                     f"body must be bytes, got {type(body).__name__}"
                     + ("; encode it first, e.g. body.encode()" if isinstance(body, str) else "")
                 )
-        if key is not None and not isinstance(key, str):
-            raise InvalidArgument(f"key must be str or None, got {type(key).__name__}")
+        if key is not None:
+            if not isinstance(key, str):
+                raise InvalidArgument(f"key must be str or None, got {type(key).__name__}")
+            validate_key(key)
         if idempotency_key is not None:
             if not self.capabilities.deduplication:
                 raise NotSupported(

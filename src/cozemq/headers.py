@@ -20,6 +20,12 @@ _FORBIDDEN_IN_NAME = set(":\r\n\0 \t")
 _FORBIDDEN_IN_VALUE = set("\r\n\0")
 
 
+def validate_key(key: str) -> None:
+    """A sharding key travels as a header on some brokers, so it follows the value rule."""
+    if _FORBIDDEN_IN_VALUE.intersection(key):
+        raise InvalidArgument("key must not contain CR, LF or NUL")
+
+
 def validate_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
     """Check user headers once, the same way on every backend, and return a plain copy."""
     if not headers:

@@ -144,6 +144,8 @@ class ConformanceSuite:
                     {"cozemq-attempts": "1"}, {"n": 1}):
             with pytest.raises(InvalidArgument):
                 await bus.send_message(topic, b"x", headers=bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument, match="key"):
+            await bus.send_message(topic, b"x", key="two\nlines")
 
     # 4 ---------------------------------------------------------------------------------------
     async def test_topics_are_isolated(self, bus: EventBus) -> None:
