@@ -142,3 +142,7 @@ class Backend(ABC):
     def describe(self) -> str:
         """Where this backend points, for logs and `cozemq doctor`; no secrets."""
         return self.name
+
+    def shown_settings(self) -> dict[str, str]:
+        """The backend's own settings by variable name, secrets masked (`cozemq doctor`)."""
+        return {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from . import registry
 from .backend import Backend, Capabilities, SubscribeSpec
@@ -327,32 +327,24 @@ class Producer:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         await self._with_retries(
-            self.bus.send_message(self.topic, body, key=sharding_key, headers=headers)
-            for _ in range(self.retries + 1)
+            lambda: self.bus.send_message(self.topic, body, key=sharding_key, headers=headers)
         )
 
     async def batch_send(self, bodies: Iterable[bytes], *, sharding_key: str | None = None) -> None:
         batch = list(bodies)
-        await self._with_retries(
-            self.bus.send_batch(self.topic, batch, key=sharding_key)
-            for _ in range(self.retries + 1)
-        )
+        await self._with_retries(lambda: self.bus.send_batch(self.topic, batch, key=sharding_key))
 
-    async def _with_retries(self, attempts: Iterable[Any]) -> None:
+    async def _with_retries(self, send: Callable[[], Awaitable[None]]) -> None:
         """Coze's ``retries``: try again on errors a retry can help (broker unavailable)."""
-        last: EventBusError | None = None
-        for number, attempt in enumerate(attempts):
+        for number in range(self.retries + 1):
             if number:
                 await asyncio.sleep(min(2.0, 0.1 * 2 ** (number - 1)))
             try:
-                await attempt
+                await send()
                 return
             except EventBusError as exc:
-                if not exc.retriable:
+                if not exc.retriable or number == self.retries:
                     raise
-                last = exc
-        assert last is not None
-        raise last
 
     async def close(self) -> None:
         """Close the bus too if this producer created it (as new_producer does)."""

@@ -136,7 +136,7 @@ def doctor() -> None:
         table.add_row(name, value)
     backend_cls = registry.backend_class(settings.mq_type)
     bus = EventBus(backend_cls(settings, None), settings)
-    for name, value in _backend_settings(bus).items():
+    for name, value in bus.backend.shown_settings().items():
         table.add_row(name, value)
     console.print(table)
     console.print(f"backend: [bold]{bus.backend.describe()}[/bold]")
@@ -152,13 +152,6 @@ def doctor() -> None:
 
     elapsed = asyncio.run(check())
     console.print(f"[green]ok[/green]: connected and pinged in {elapsed * 1000:.1f} ms")
-
-
-def _backend_settings(bus: EventBus) -> dict[str, str]:
-    for attr in vars(bus.backend).values():
-        if attr is not bus.settings and hasattr(attr, "model_fields"):
-            return masked(attr)
-    return {}
 
 
 # -- demo -----------------------------------------------------------------------------------

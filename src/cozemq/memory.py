@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings
 from .backend import Backend, Capabilities, Delivery, SubscribeSpec, Subscription
 from .errors import BusClosed, InvalidArgument
 from .message import OutgoingMessage
-from .settings import Settings, load_settings, settings_config
+from .settings import Settings, load_settings, masked, settings_config
 
 DEDUP_WINDOW = 120.0
 
@@ -245,11 +245,15 @@ class MemoryBackend(Backend):
             self.capabilities = replace(  # type: ignore[misc]
                 self.capabilities, max_message_size=own.max_message_size
             )
+        self.own_settings = own
         self.label = settings.name_server or "default"
         self.broker = MemoryBroker.named(self.label, own.retain)
 
     def describe(self) -> str:
         return f"memory://{self.label}"
+
+    def shown_settings(self) -> dict[str, str]:
+        return masked(self.own_settings)
 
     async def connect(self) -> None:
         return None

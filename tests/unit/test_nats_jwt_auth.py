@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,3 +86,21 @@ def test_a_jwt_without_a_seed_is_a_configuration_error(
     env = {**operator_kit.env(), "NATS_JWT_TOKEN": operator_setup["jwt"]}
     with pytest.raises(cozemq.ConfigurationError, match="NATS_NKEY_SEED"):
         cozemq.EventBus.from_env(env)
+
+
+async def test_a_creds_file_holding_jwt_and_seed_sends_and_receives(
+    operator_kit: NatsKit, operator_setup: dict[str, Any], tmp_path: Path
+) -> None:
+    creds = tmp_path / "user.creds"
+    jwt, seed = operator_setup["jwt"], operator_setup["seed"]
+    creds.write_text(
+        f"-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    )
+    env = {**operator_kit.env(), "NATS_CREDS_FILE": str(creds)}
+    assert await round_trip(env, "jwt.creds-file") == b"signed in with a JWT"
+
+
+def test_a_missing_creds_file_is_a_configuration_error(operator_kit: NatsKit) -> None:
+    with pytest.raises(cozemq.ConfigurationError, match="NATS_CREDS_FILE"):
+        cozemq.EventBus.from_env({**operator_kit.env(), "NATS_CREDS_FILE": "/nonexistent.creds"})

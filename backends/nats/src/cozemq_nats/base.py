@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from cozemq.backend import Backend
 from cozemq.errors import BrokerUnavailable, ConfigurationError, InvalidArgument
 from cozemq.message import OutgoingMessage
-from cozemq.settings import Settings, load_settings
+from cozemq.settings import Settings, load_settings, masked
 
 from .connection import auth_options, parse_servers, redact, tls_context
 from .settings import NatsSettings
@@ -86,6 +86,9 @@ class NatsBackendBase(Backend):
         self._last_error: str | None = None
         self._auth_error: str | None = None
         self._closing = False
+
+    def shown_settings(self) -> dict[str, str]:
+        return masked(self.nats_settings)
 
     def describe(self) -> str:
         return f"nats {self.mode} {','.join(redact(u) for u in self.servers)}"

@@ -28,6 +28,7 @@ from cozemq.settings import Settings
 from .base import TRANSIENT, NatsBackendBase, header_block, split_headers
 
 MAX_ACK_PENDING = 1000
+REQUEST_TIMEOUT = 5.0
 _MAX_PAYLOAD_ERR = 10054
 
 
@@ -114,7 +115,10 @@ class JetStreamBackend(NatsBackendBase):
         self._streams: dict[str, asyncio.Future[str]] = {}
 
     async def after_connect(self) -> None:
-        self.js = self.connection.jetstream(timeout=self.settings.send_timeout)
+        # One request's wait, well inside send_timeout: a request lost in a server restart
+        # times out early enough for the core to send it again.
+        attempt = min(self.settings.send_timeout, REQUEST_TIMEOUT)
+        self.js = self.connection.jetstream(timeout=attempt)
 
     @property
     def jetstream(self) -> JetStreamContext:
