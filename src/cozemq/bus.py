@@ -145,20 +145,25 @@ class EventBus:
                 )
             if not isinstance(idempotency_key, str) or not idempotency_key:
                 raise InvalidArgument("idempotency_key must be a non-empty str")
-        message = OutgoingMessage(body, key, validate_headers(headers), idempotency_key)
+        return OutgoingMessage(body, key, validate_headers(headers), idempotency_key)
+
+    def _check_sizes(self, batch: Sequence[OutgoingMessage]) -> None:
+        """After connecting: the broker may have told its real limit by then."""
         limit = self.capabilities.max_message_size
-        if limit is not None:
+        if limit is None:
+            return
+        for message in batch:
             size = self.backend.message_size(message)
             if size > limit:
                 raise MessageTooLarge(
                     f"message of {size} bytes exceeds the {self.backend.name} limit of "
                     f"{limit} bytes; nothing was sent"
                 )
-        return message
 
     async def _publish(self, topic: str, batch: Sequence[OutgoingMessage]) -> None:
         self.backend.validate_name("topic", _require_name("topic", topic))
         await self.connect()
+        self._check_sizes(batch)
         # Ride out a broker restart: retry while the broker is unreachable, up to
         # send_timeout. A retry after a lost acknowledgement can duplicate, never lose.
         deadline = time.monotonic() + self.settings.send_timeout
