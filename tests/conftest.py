@@ -1,24 +1,17 @@
-"""Real brokers for the whole run: each kit starts once per test session and stops at the end.
-
-A broker that cannot start fails every test that needs it (an error, not a skip).
-"""
+"""Real brokers for the whole run: each kit starts once per test session, on first use, and
+stops at the end. A broker that cannot start fails every test that needs it (an error, never a
+skip). The fixtures live in tests/fixtures/, one module per broker."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-from cozemq_nats.kit import NatsKit
+from fixtures.nats import nats_kit
 
 from cozemq.memory import MemoryBroker
 
-
-@pytest.fixture(scope="session")
-def nats_kit() -> Iterator[NatsKit]:
-    kit = NatsKit()
-    kit.start()
-    yield kit
-    kit.stop()
+__all__ = ["nats_kit"]
 
 
 @pytest.fixture(autouse=True)

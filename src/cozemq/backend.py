@@ -106,6 +106,8 @@ class Backend(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    dead_letter_suffix: ClassVar[str] = ".dlq"
+    """Default dead-letter topic is ``<topic><suffix>`` unless COZEMQ_DEAD_LETTER_SUFFIX is set."""
     ack_extend_interval: ClassVar[float | None] = None
     """How often the core calls Delivery.extend() while a handler runs (None: never)."""
 

@@ -196,8 +196,8 @@ class EventBus:
 
         The handler returns to acknowledge and raises to retry. After ``max_deliveries``
         attempts the message is sent to ``dead_letter_topic`` (default
-        ``<topic><COZEMQ_DEAD_LETTER_SUFFIX>``, i.e. ``<topic>.dlq``) with its headers, its
-        attempt count and the error, then acknowledged.
+        ``dead_letter_topic_for(topic)``, i.e. ``<topic>.dlq`` on most backends) with its
+        headers, its attempt count and the error, then acknowledged.
         """
         self._check_open()
         fn = as_handler_fn(handler)
@@ -246,11 +246,15 @@ class EventBus:
             if retry_backoff is None
             else as_backoff(retry_backoff)
         )
-        dlq = dead_letter_topic or topic + s.dead_letter_suffix
+        dlq = dead_letter_topic or self.dead_letter_topic_for(topic)
         self.backend.validate_name("dead_letter_topic", dlq)
         if dlq == topic:
             raise InvalidArgument("dead_letter_topic must differ from the topic it serves")
         return ConsumerOptions(orderly, concurrency, max_deliveries, backoff, dlq)
+
+    def dead_letter_topic_for(self, topic: str) -> str:
+        """The default dead-letter topic of ``topic`` on this backend."""
+        return topic + (self.settings.dead_letter_suffix or self.backend.dead_letter_suffix)
 
     # -- closing ----------------------------------------------------------------------------
 

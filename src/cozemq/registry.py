@@ -60,7 +60,7 @@ def _load(group: str, what: str, mq_type: str | None) -> Any:
         )
     try:
         return ep.load()
-    except ImportError as exc:
+    except (ImportError, AttributeError) as exc:
         raise BackendNotInstalled(
             f"COZE_MQ_TYPE={mq_type!r}: the {name} {what} failed to import ({exc}); "
             f"reinstall it: pip install \"cozemq[{KNOWN_BACKENDS.get(name) or name}]\""

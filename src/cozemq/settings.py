@@ -48,7 +48,10 @@ class Settings(BaseSettings):
     retry_backoff: float = Field(default=1.0, ge=0, alias="COZEMQ_RETRY_BACKOFF")
     retry_backoff_max: float = Field(default=60.0, ge=0, alias="COZEMQ_RETRY_BACKOFF_MAX")
     concurrency: int = Field(default=8, ge=1, alias="COZEMQ_CONCURRENCY")
-    dead_letter_suffix: str = Field(default=".dlq", min_length=1, alias="COZEMQ_DEAD_LETTER_SUFFIX")
+    dead_letter_suffix: str | None = Field(
+        default=None, min_length=1, alias="COZEMQ_DEAD_LETTER_SUFFIX"
+    )
+    """Unset: the backend's default (".dlq", or "_dlq" where '.' is not allowed in names)."""
 
 
 def _describe(cls: type[BaseSettings], error: ValidationError) -> str:

@@ -236,7 +236,7 @@ class ConformanceSuite:
                 raise ValueError("cannot parse")
             tally.record(message)
 
-        await bus.register_consumer(topic + ".dlq", "ops", dead)
+        await bus.register_consumer(bus.dead_letter_topic_for(topic), "ops", dead)
         await bus.register_consumer(topic, "g", handler, max_deliveries=3, retry_backoff=FAST)
         await bus.send_message(topic, payload("poison", 0), key="k1", headers={"origin": "t"})
         await bus.send_batch(topic, [payload("p", i) for i in range(10)])

@@ -1,0 +1,1 @@
+"""Kafka backend for cozemq (in progress)."""

@@ -1,0 +1,1 @@
+"""Nsq backend for cozemq (in progress)."""

@@ -1,0 +1,1 @@
+"""Pulsar backend for cozemq (in progress)."""

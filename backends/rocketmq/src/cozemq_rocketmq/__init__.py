@@ -1,0 +1,1 @@
+"""RocketMQ backend for cozemq (in progress)."""
