@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import statistics
 import sys
@@ -213,6 +214,93 @@ async def _demo(env: Mapping[str, str], total: int) -> None:
     console.print(table)
     console.print(f"sent in {sent_in:.2f}s ({total / sent_in:,.0f} msg/s); all received by "
                   f"both groups in {total_time:.2f}s")
+
+
+# -- bench ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--broker", help="Start this broker's local kit (nats, kafka, ...) and bench it; "
+              "otherwise the configured broker (COZE_MQ_TYPE, MQ_NAME_SERVER) is used.")
+@click.option("--workload", "-w", "workloads", multiple=True,
+              help="A built-in workload name or a TOML file; repeatable (default: all).")
+@click.option("--drivers", help="Comma-separated: cozemq, raw, faststream (default: all).")
+@click.option("--rounds", default=3, show_default=True, help="Alternating rounds per driver.")
+@click.option("--count", type=int, help="Override every workload's message_count.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write results here.")
+@click.option("--png", "png_path", type=click.Path(path_type=Path), help="Write a chart here.")
+@click.option("--smoke", is_flag=True, help="One quick round of the smoke workload.")
+def bench(broker: str | None, workloads: tuple[str, ...], drivers: str | None, rounds: int,
+          count: int | None, json_path: Path | None, png_path: Path | None, smoke: bool) -> None:
+    """Measure cozemq against the broker's raw client (and FastStream), side by side."""
+    from dataclasses import replace
+
+    from .bench import drivers_for, load_workload, workload_names
+    from .bench.report import print_report, write_chart, write_json
+
+    names = ["smoke"] if smoke else list(workloads) or [
+        n for n in workload_names() if n != "smoke"]
+    chosen = [load_workload(n) for n in names]
+    if count:
+        chosen = [replace(w, message_count=count) for w in chosen]
+    rounds = 1 if smoke else rounds
+    kit: BrokerKit | None = None
+    env: dict[str, str] = {}
+    if broker:
+        kit = registry.kit_class(broker)()
+        err.print(f"starting a local {kit.name} broker...")
+        kit.start()
+        env = kit.env()
+    try:
+        settings = load_settings(Settings, env)
+        available = drivers_for(settings.mq_type)
+        wanted = drivers.split(",") if drivers else list(available)
+        unknown = [d for d in wanted if d not in available]
+        if unknown:
+            raise click.BadParameter(f"{', '.join(unknown)} not available for "
+                                     f"{settings.mq_type}; available: {', '.join(available)}",
+                                     param_hint="--drivers")
+        results = asyncio.run(_bench(env, chosen, wanted, available, rounds))
+    finally:
+        if kit is not None:
+            kit.stop()
+    backend = registry.canonical_name(settings.mq_type)
+    if backend == "nats":
+        backend += " jetstream" if load_settings_env_flag(env) else " core"
+    print_report(console, results, backend)
+    if json_path:
+        write_json(json_path, results, backend, {**dict(os.environ), **env})
+    if png_path:
+        write_chart(png_path, results, backend)
+    if any(r.error or r.lost for r in results):
+        raise SystemExit(1)
+
+
+def load_settings_env_flag(env: Mapping[str, str]) -> bool:
+    value = env.get("NATS_USE_JETSTREAM", os.environ.get("NATS_USE_JETSTREAM", "true"))
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+async def _bench(env: Mapping[str, str], workloads: list[Any], wanted: list[str],
+                 available: Mapping[str, Any], rounds: int) -> list[Any]:
+    from rich.progress import Progress
+
+    from .bench import run_workload
+
+    results = []
+    total = sum(w.message_count for w in workloads) * len(wanted) * rounds
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("benchmarking", total=total)
+        for round_ in range(rounds):
+            for workload in workloads:
+                order = wanted[round_ % len(wanted):] + wanted[:round_ % len(wanted)]
+                for name in order:
+                    progress.update(task, description=f"{workload.name} / {name} "
+                                                      f"(round {round_ + 1})")
+                    driver = available[name](env)
+                    results.append(await run_workload(
+                        driver, workload, on_progress=lambda n: progress.advance(task, n)))
+    return results
 
 
 # -- local brokers --------------------------------------------------------------------------

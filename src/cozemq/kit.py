@@ -49,6 +49,7 @@ class BrokerKit(ABC):
     port_names: ClassVar[tuple[str, ...]]
     start_timeout: ClassVar[float] = 60.0
     stop_grace: ClassVar[float] = 10.0
+    can_restart: ClassVar[bool] = True
 
     def __init__(self, workdir: Path | str | None = None) -> None:
         self.workdir = Path(workdir) if workdir else Path(
@@ -175,3 +176,47 @@ class BrokerKit(ABC):
         kit.ports = {k: int(v) for k, v in state["ports"].items()}
         kit.pid = state.get("pid")
         return kit
+
+
+class ExternalBroker(BrokerKit):
+    """A broker someone else runs (docker compose, a staging cluster): nothing to start or stop.
+
+    The tests use it when COZEMQ_TEST_<NAME>_SERVER is set, instead of the native kit.
+    """
+
+    port_names: ClassVar[tuple[str, ...]] = ()
+    can_restart: ClassVar[bool] = False
+
+    def __init__(self, mq_type: str, env: dict[str, str]) -> None:
+        super().__init__(Path(tempfile.gettempdir()))
+        self.name = mq_type  # type: ignore[misc]
+        self._env = {"COZE_MQ_TYPE": mq_type, **env}
+
+    def command(self) -> list[str]:
+        raise KitError(f"the external {self.name} broker is not started by cozemq")
+
+    def start(self, timeout: float | None = None) -> None:
+        return None
+
+    def stop(self, grace: float | None = None) -> None:
+        return None
+
+    def kill(self) -> None:
+        raise KitError(f"the external {self.name} broker cannot be killed by cozemq")
+
+    def alive(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return True
+
+    def env(self) -> dict[str, str]:
+        return dict(self._env)
+
+
+def external_broker(mq_type: str) -> ExternalBroker | None:
+    """The broker named by COZEMQ_TEST_<TYPE>_SERVER, if set (e.g. COZEMQ_TEST_KAFKA_SERVER)."""
+    address = os.environ.get(f"COZEMQ_TEST_{mq_type.upper()}_SERVER")
+    if not address:
+        return None
+    return ExternalBroker(mq_type, {"MQ_NAME_SERVER": address})

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cozemq_nats.kit import NatsKit
+from cozemq.kit import BrokerKit
 
 COZEMQ = [sys.executable, "-m", "cozemq"]
 SECRET = "doctor-must-mask-this"
@@ -21,7 +21,7 @@ def run(args: list[str], env: dict[str, str], timeout: float = 60,
                           text=True, timeout=timeout, cwd=cwd)
 
 
-def test_pub_then_sub_round_trip(nats_kit: NatsKit) -> None:
+def test_pub_then_sub_round_trip(nats_kit: BrokerKit) -> None:
     env = nats_kit.env()
     sent = run(["pub", "cli_topic", "hello from the cli", "--key", "k1", "-H", "trace=1"], env)
     assert sent.returncode == 0, sent.stderr
@@ -33,7 +33,7 @@ def test_pub_then_sub_round_trip(nats_kit: NatsKit) -> None:
     assert (message["key"], message["headers"]) == ("k1", {"trace": "1"})
 
 
-def test_doctor_masks_secrets_and_checks_the_broker(nats_kit: NatsKit) -> None:
+def test_doctor_masks_secrets_and_checks_the_broker(nats_kit: BrokerKit) -> None:
     result = run(["doctor"], {**nats_kit.env(), "NATS_PASSWORD": SECRET, "NATS_USERNAME": ""})
     assert result.returncode == 0, result.stderr
     assert "NATS_PASSWORD" in result.stdout and "******" in result.stdout

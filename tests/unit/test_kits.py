@@ -7,9 +7,11 @@ import asyncio
 import nats
 from cozemq_nats.kit import NatsKit
 
+from cozemq.kit import BrokerKit
 
-async def test_raw_nats_client_round_trip_on_the_kit(nats_kit: NatsKit) -> None:
-    nc = await nats.connect(nats_kit.url, connect_timeout=2)
+
+async def test_raw_nats_client_round_trip_on_the_kit(nats_kit: BrokerKit) -> None:
+    nc = await nats.connect(nats_kit.env()["MQ_NAME_SERVER"], connect_timeout=2)
     try:
         sub = await nc.subscribe("raw_kit_check")
         await nc.publish("raw_kit_check", b"raw")

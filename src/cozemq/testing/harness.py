@@ -75,7 +75,9 @@ class KitHarness(Harness):
 
     @property
     def can_restart(self) -> bool:
-        return True
+        return self.kit.can_restart
 
     def restart_broker(self) -> None:
+        if not self.kit.can_restart:
+            super().restart_broker()
         self.kit.restart(kill=True)

@@ -335,7 +335,8 @@ class ConformanceSuite:
     # 13 --------------------------------------------------------------------------------------
     async def test_broker_killed_and_restarted_mid_stream(self, harness: Harness) -> None:
         if not harness.can_restart:
-            pytest.skip(f"not applicable: the {harness.name} harness cannot restart its broker")
+            pytest.skip(f"not run: the {harness.name} harness cannot restart its broker "
+                        "(in-process, or an external broker)")
         topic = new_topic()
         producer_bus = harness.make_bus(COZEMQ_SEND_TIMEOUT="60", COZEMQ_CLOSE_TIMEOUT="5")
         consumer_bus = harness.make_bus(COZEMQ_CLOSE_TIMEOUT="5")
