@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
+from .errors import NotSupported
 from .message import OutgoingMessage
 from .settings import Settings
 
@@ -130,6 +131,11 @@ class Backend(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    async def create_topic(self, topic: str, *, orderly: bool = False) -> None:
+        """Create ``topic`` ahead of use (idempotent). Brokers that create topics on first use
+        may do it here too; ``orderly`` asks for a topic that keeps order per key."""
+        raise NotSupported(f"the {self.name} backend cannot create topics from cozemq")
 
     async def ping(self) -> None:
         """A cheap round trip to the broker, for `cozemq doctor`."""

@@ -252,6 +252,12 @@ class EventBus:
             raise InvalidArgument("dead_letter_topic must differ from the topic it serves")
         return ConsumerOptions(orderly, concurrency, max_deliveries, backoff, dlq)
 
+    async def create_topic(self, topic: str, *, orderly: bool = False) -> None:
+        """Create a topic ahead of use, where the broker needs or allows it (idempotent)."""
+        self.backend.validate_name("topic", _require_name("topic", topic))
+        await self.connect()
+        await self.backend.create_topic(topic, orderly=orderly)
+
     def dead_letter_topic_for(self, topic: str) -> str:
         """The default dead-letter topic of ``topic`` on this backend."""
         return topic + (self.settings.dead_letter_suffix or self.backend.dead_letter_suffix)

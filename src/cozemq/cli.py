@@ -216,6 +216,30 @@ async def _demo(env: Mapping[str, str], total: int) -> None:
                   f"both groups in {total_time:.2f}s")
 
 
+# -- topics -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def topic() -> None:
+    """Manage topics on brokers that need them created ahead of use."""
+
+
+@topic.command("create")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--orderly", "--fifo", is_flag=True,
+              help="A topic that keeps order per sharding key (RocketMQ: FIFO).")
+def topic_create(names: tuple[str, ...], orderly: bool) -> None:
+    """Create topics NAMES on the configured broker (idempotent)."""
+
+    async def run() -> None:
+        async with EventBus.from_env() as bus:
+            for name in names:
+                await bus.create_topic(name, orderly=orderly)
+                err.print(f"created {name}" + (" (orderly)" if orderly else ""))
+
+    asyncio.run(run())
+
+
 # -- bench ----------------------------------------------------------------------------------
 
 

@@ -267,6 +267,9 @@ class MemoryBackend(Backend):
     async def close(self) -> None:
         return None
 
+    async def create_topic(self, topic: str, *, orderly: bool = False) -> None:
+        self.broker.topic(topic)
+
     def validate_name(self, kind: str, name: str) -> None:
         if not name.isprintable() or any(c.isspace() for c in name):
             raise InvalidArgument(

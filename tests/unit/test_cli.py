@@ -81,3 +81,15 @@ def test_demo_prints_a_working_round_trip() -> None:
     for group in ("indexer", "search"):
         row = next(line for line in result.stdout.splitlines() if group in line)
         assert "300" in row
+
+
+def test_topic_create_makes_the_stream_ahead_of_use(nats_kit: BrokerKit) -> None:
+    result = run(["topic", "create", "precreated_a", "precreated_b"], nats_kit.env())
+    assert result.returncode == 0, result.stderr
+    assert "created precreated_a" in result.stderr and "created precreated_b" in result.stderr
+
+
+def test_topic_create_on_core_nats_is_not_supported(nats_kit: BrokerKit) -> None:
+    result = run(["topic", "create", "x"], {**nats_kit.env(), "NATS_USE_JETSTREAM": "false"})
+    assert result.returncode == 2
+    assert "cannot create topics" in result.stderr

@@ -169,6 +169,9 @@ class JetStreamBackend(NatsBackendBase):
         except nats.js.errors.ServiceUnavailableError as exc:
             raise BrokerUnavailable(f"JetStream is unavailable: {exc!r}") from None
 
+    async def create_topic(self, topic: str, *, orderly: bool = False) -> None:
+        await self.ensure_stream(topic)
+
     # -- publishing -------------------------------------------------------------------------
 
     async def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
