@@ -7,11 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fixtures.kafka import kafka_kit
 from fixtures.nats import nats_kit
+from fixtures.nsq import nsq_kit
+from fixtures.pulsar import pulsar_kit
+from fixtures.rocketmq import rocketmq_kit
 
 from cozemq.memory import MemoryBroker
 
-__all__ = ["nats_kit"]
+__all__ = ["kafka_kit", "nats_kit", "nsq_kit", "pulsar_kit", "rocketmq_kit"]
 
 
 @pytest.fixture(autouse=True)

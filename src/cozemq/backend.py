@@ -45,6 +45,9 @@ class Capabilities:
     """The broker redelivers a message left unacknowledged too long; the core extends it."""
     max_message_size: int | None
     """Largest body (without key or headers) the broker accepts, in bytes; None if unbounded."""
+    attempts_survive_rejoin: bool = True
+    """A message given back reaches the group's next member with its attempt count raised
+    (False where the broker forgets the count once a group has no member, as Pulsar does)."""
 
 
 @dataclass(frozen=True)

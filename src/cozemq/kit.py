@@ -7,14 +7,17 @@ A backend package registers its kit under the entry-point group ``cozemq.kits``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +35,28 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def loopback_shim() -> Path:
+    """An LD_PRELOAD library (our loopback_bind.c) that turns binds to the wildcard address into
+    binds to 127.0.0.1, for brokers with no bind-address setting. Compiled once into the cache."""
+    source = resources.files(__package__).joinpath("loopback_bind.c").read_bytes()
+    target = CACHE_DIR / f"libcozemq_loopback-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    if target.is_file():
+        return target
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        raise KitError("gcc is needed to build the loopback bind shim (apt-get install gcc)")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix=".shim-") as tmp:
+        src, out = Path(tmp) / "loopback_bind.c", Path(tmp) / "shim.so"
+        src.write_bytes(source)
+        done = subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-o", str(out), str(src), "-ldl"],
+                              capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise KitError(f"gcc could not build the loopback shim:\n{done.stderr[-2000:]}")
+        out.replace(target)
+    return target
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -215,8 +240,15 @@ class ExternalBroker(BrokerKit):
 
 
 def external_broker(mq_type: str) -> ExternalBroker | None:
-    """The broker named by COZEMQ_TEST_<TYPE>_SERVER, if set (e.g. COZEMQ_TEST_KAFKA_SERVER)."""
-    address = os.environ.get(f"COZEMQ_TEST_{mq_type.upper()}_SERVER")
+    """The broker named by COZEMQ_TEST_<TYPE>_SERVER, if set (e.g. COZEMQ_TEST_KAFKA_SERVER),
+    with any further client settings from COZEMQ_TEST_<TYPE>_ENV ("NAME=value;NAME=value")."""
+    prefix = f"COZEMQ_TEST_{mq_type.upper()}"
+    address = os.environ.get(f"{prefix}_SERVER")
     if not address:
         return None
-    return ExternalBroker(mq_type, {"MQ_NAME_SERVER": address})
+    env = {"MQ_NAME_SERVER": address}
+    for item in os.environ.get(f"{prefix}_ENV", "").split(";"):
+        name, sep, value = item.partition("=")
+        if sep and name.strip():
+            env[name.strip()] = value.strip()
+    return ExternalBroker(mq_type, env)

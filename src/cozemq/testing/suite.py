@@ -465,7 +465,8 @@ class ConformanceSuite:
             await again.register_consumer(topic, "g", lambda m: _append(got, m))
             await until(lambda: bool(got), what="the cancelled message to come back")
             assert got[0].body == b"stuck"
-            assert got[0].attempt >= 2
+            if harness.capabilities.attempts_survive_rejoin:
+                assert got[0].attempt >= 2
 
     # 18 --------------------------------------------------------------------------------------
     async def test_slow_handler_is_not_redelivered_under_it(

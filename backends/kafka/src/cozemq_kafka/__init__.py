@@ -1,1 +1,8 @@
-"""Kafka backend for cozemq (in progress)."""
+"""Kafka backend for cozemq (COZE_MQ_TYPE=kafka), on aiokafka."""
+
+from __future__ import annotations
+
+from .backend import KafkaBackend
+from .settings import KafkaSettings
+
+__all__ = ["KafkaBackend", "KafkaSettings"]
