@@ -51,12 +51,12 @@ def _body(data: str) -> bytes:
     return data.encode()
 
 
-def _headers(pairs: tuple[str, ...]) -> dict[str, str]:
+def _pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise click.BadParameter(f"{pair!r}: use NAME=VALUE", param_hint="--header")
+            raise click.BadParameter(f"{pair!r}: use NAME=VALUE", param_hint=option)
         out[name] = value
     return out
 
@@ -69,7 +69,7 @@ def _headers(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--count", default=1, show_default=True, help="Send DATA this many times.")
 def pub(topic: str, data: str, key: str | None, header: tuple[str, ...], count: int) -> None:
     """Send DATA (text, @file, or - for stdin) to TOPIC."""
-    body, headers = _body(data), _headers(header)
+    body, headers = _body(data), _pairs(header, "--header")
 
     async def run() -> None:
         async with EventBus.from_env() as bus:
@@ -254,8 +254,11 @@ def topic_create(names: tuple[str, ...], orderly: bool) -> None:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write results here.")
 @click.option("--png", "png_path", type=click.Path(path_type=Path), help="Write a chart here.")
 @click.option("--smoke", is_flag=True, help="One quick round of the smoke workload.")
+@click.option("--set", "overrides", multiple=True, metavar="NAME=VALUE",
+              help="A setting on top of the broker's, e.g. NATS_USE_JETSTREAM=false.")
 def bench(broker: str | None, workloads: tuple[str, ...], drivers: str | None, rounds: int,
-          count: int | None, json_path: Path | None, png_path: Path | None, smoke: bool) -> None:
+          count: int | None, json_path: Path | None, png_path: Path | None, smoke: bool,
+          overrides: tuple[str, ...]) -> None:
     """Measure cozemq against the broker's raw client (and FastStream), side by side."""
     from dataclasses import replace
 
@@ -275,6 +278,7 @@ def bench(broker: str | None, workloads: tuple[str, ...], drivers: str | None, r
         err.print(f"starting a local {kit.name} broker...")
         kit.start()
         env = kit.env()
+    env.update(_pairs(overrides, "--set"))
     try:
         settings = load_settings(Settings, env)
         available = drivers_for(settings.mq_type)

@@ -2,9 +2,9 @@
 
 The jars come from Maven Central through ``mvn dependency:copy-dependencies`` on a small pom
 that imports Pulsar's own BOM (without it the opentelemetry jars mix versions and the broker
-fails to start). They are cached under ``CACHE_DIR/pulsar/<version>/libs``; the in-process
-bookie binds the wildcard address, so the JVM runs with cozemq.kit.loopback_shim(). Everything listens on
-127.0.0.1, data lives under the kit's workdir, and ``restart(kill=True)`` keeps both.
+fails to start). They are cached under ``CACHE_DIR/pulsar/<version>/libs``. The in-process
+bookie binds the wildcard address, so the JVM runs with cozemq.kit.loopback_shim(). Everything
+listens on 127.0.0.1, data lives under the kit's workdir, and ``restart(kill=True)`` keeps both.
 
 ``auth=True`` starts the broker with JWT token authentication (HS256, a secret key made for
 this workdir) and authorization; the kit's own environment then carries a super-user token,
