@@ -7,11 +7,12 @@ A backend package registers a :class:`Backend` subclass under the entry-point gr
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from .errors import NotSupported
 from .message import OutgoingMessage
@@ -91,6 +92,23 @@ class Delivery(ABC):
 
     async def extend(self) -> None:
         """Push the broker's ack deadline back while a handler is still working."""
+
+
+T = TypeVar("T")
+
+
+async def take_batch(queue: asyncio.Queue[T], max_messages: int, timeout: float) -> list[T]:
+    """Up to ``max_messages`` items from a push backend's buffer, waiting at most ``timeout``
+    for the first. Only an empty buffer pays for a timed wait (a task per call)."""
+    batch: list[T] = []
+    if queue.empty():
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), timeout))
+        except TimeoutError:
+            return batch
+    while len(batch) < max_messages and not queue.empty():
+        batch.append(queue.get_nowait())
+    return batch
 
 
 class Subscription(ABC):

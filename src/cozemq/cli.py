@@ -29,7 +29,17 @@ console = Console()
 err = Console(stderr=True)
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so a broker a command started is stopped on the way out."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main() -> None:
+    _interrupt_on_sigterm()
     try:
         cli(standalone_mode=True)
     except EventBusError as exc:

@@ -9,6 +9,7 @@ acknowledged. Nothing is skipped and nothing is dropped without a log line and a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -104,6 +105,11 @@ class Consumer:
         )
         self._extend_every = backend.ack_extend_interval
         self._tasks: set[asyncio.Task[None]] = set()
+        # Unordered consumers hand deliveries to `concurrency` long-lived workers: a task per
+        # message would cost more than many handlers do.
+        self._ready: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._drained = asyncio.Event()
         self._held: dict[Delivery, float] = {}
         self._key_tail: dict[str | None, asyncio.Future[None]] = {}
         self._slot_free = asyncio.Event()
@@ -114,6 +120,9 @@ class Consumer:
     def start(self) -> None:
         name = f"cozemq:{self.spec.topic}/{self.spec.group}"
         self._loop_task = asyncio.create_task(self._fetch_loop(), name=name)
+        if not self.options.orderly:
+            self._workers = [asyncio.create_task(self._worker(), name=f"{name}:worker")
+                             for _ in range(self.options.concurrency)]
         if self._extend_every:
             self._extender = asyncio.create_task(self._extend_loop(), name=name + ":extend")
 
@@ -149,17 +158,25 @@ class Consumer:
         if self._stopping:  # fetched while closing: hand it straight back
             self._spawn(self._give_back(delivery))
             return
-        self.stats.in_flight += 1
-        self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
-        self._held[delivery] = time.monotonic()
-        previous = None
+        stats = self.stats
+        stats.in_flight += 1
+        if stats.in_flight > stats.max_in_flight:
+            stats.max_in_flight = stats.in_flight
+        if self._extend_every:
+            self._held[delivery] = time.monotonic()
         if self.options.orderly:
             previous = self._key_tail.get(delivery.key)
             turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._key_tail[delivery.key] = turn
             self._spawn(self._process(delivery, previous, turn))
         else:
-            self._spawn(self._process(delivery, None, None))
+            self._ready.put_nowait(delivery)
+
+    async def _worker(self) -> None:
+        ready = self._ready
+        while True:
+            delivery = await ready.get()
+            await self._process(delivery, None, None)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -181,10 +198,10 @@ class Consumer:
         except asyncio.CancelledError:
             # Cancelled by close() past its deadline: not acked, so it comes back.
             await self._give_back(delivery)
+            raise
         finally:
             self._held.pop(delivery, None)
-            self.stats.in_flight -= 1
-            self._slot_free.set()
+            self._release()
             if turn is not None:
                 turn.set_result(None)
                 if self._key_tail.get(delivery.key) is turn:
@@ -252,6 +269,12 @@ class Consumer:
         self.stats.dead_lettered += 1
         await self._settle(delivery.ack(), "ack")
 
+    def _release(self) -> None:
+        self.stats.in_flight -= 1
+        self._slot_free.set()
+        if self.stats.in_flight == 0:
+            self._drained.set()
+
     async def _give_back(self, delivery: Delivery) -> None:
         self.stats.returned_on_close += 1
         await self._settle(delivery.nack(0), "nack")
@@ -288,11 +311,23 @@ class Consumer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.stats.in_flight:
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout)
+        if self._tasks:  # orderly handlers, and messages being handed back
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - loop.time()))
+        # Past the deadline: cancel what still runs (each gives its message back) and give
+        # back what no worker started.
+        running = [*self._workers, *self._tasks]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        while not self._ready.empty():
+            await self._give_back(self._ready.get_nowait())
+            self._release()
         if self._extender is not None:
             self._extender.cancel()
             await asyncio.gather(self._extender, return_exceptions=True)

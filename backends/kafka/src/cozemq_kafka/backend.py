@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -145,12 +146,21 @@ class KafkaBackend(Backend):
             raise
         self._producer, self._admin = producer, admin
 
+    def _hint(self) -> str:
+        """What to check when the broker cannot be reached with these security settings."""
+        checks = []
+        if "ssl_context" in self.security:
+            checks.append(f"that the listener speaks {self.security['security_protocol']} "
+                          "(KAFKA_SECURITY_PROTOCOL) and the TLS files KAFKA_TLS_CA_FILE, "
+                          "KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE")
+        if "sasl_mechanism" in self.security:
+            checks.append(f"the {self.security['sasl_mechanism']} credentials of "
+                          f"KAFKA_SASL_USERNAME={self.own.sasl_username!r}")
+        return f"; if the broker is up, check {' and '.join(checks)}" if checks else ""
+
     async def _within_connect_timeout(self, step: Any, what: str) -> Any:
         timeout = self.settings.connect_timeout
-        auth = ""
-        if "sasl_mechanism" in self.security:
-            auth = (f"; if the broker is up, check the {self.security['sasl_mechanism']} "
-                    f"credentials of KAFKA_SASL_USERNAME={self.own.sasl_username!r}")
+        auth = self._hint()
         try:
             return await asyncio.wait_for(step, timeout)
         except TimeoutError:
@@ -159,13 +169,52 @@ class KafkaBackend(Backend):
                 f"(COZEMQ_CONNECT_TIMEOUT){auth}"
             ) from None
         except ke.KafkaConnectionError as exc:
-            if auth:
+            if "ssl_context" in self.security:
+                await self._check_tls()
+            if "sasl_mechanism" in self.security:
                 await self._check_credentials()
             raise BrokerUnavailable(
                 f"kafka: could not {what} at {','.join(self.bootstrap)}: {exc}{auth}"
             ) from None
         except ke.KafkaError as exc:
             raise translate(exc, what) from None
+
+    async def _check_tls(self) -> None:
+        """After a failed bootstrap with TLS: one handshake of our own, to tell a certificate
+        problem (ConfigurationError naming the setting) from an unreachable broker."""
+        host, _, port = self.bootstrap[0].rpartition(":")
+        context: ssl.SSLContext = self.security["ssl_context"]
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                reader, writer = await asyncio.open_connection(host.strip("[]"), int(port),
+                                                               ssl=context)
+                # TLS 1.3 reports a refused client certificate after the handshake, on the
+                # first read; a zero-length frame makes the broker answer by closing.
+                writer.write(b"\0\0\0\0")
+                await reader.read(1)
+        except ssl.SSLCertVerificationError as exc:
+            raise ConfigurationError(
+                f"kafka: the certificate of the broker at {self.bootstrap[0]} is not trusted "
+                f"({exc.verify_message}): check KAFKA_TLS_CA_FILE={self.own.tls_ca_file!r} "
+                "(the CA that signed the broker's certificate, which must name this host)"
+            ) from None
+        except ssl.SSLError as exc:
+            if exc.reason not in _REFUSED_CLIENT_CERTIFICATE:
+                return
+            given = (f"KAFKA_TLS_CERT_FILE={self.own.tls_cert_file!r}" if self.own.tls_cert_file
+                     else "no KAFKA_TLS_CERT_FILE")
+            raise ConfigurationError(
+                f"kafka: the broker at {self.bootstrap[0]} refused the client certificate "
+                f"({exc.reason}; {given}): it requires one signed by a CA it trusts; set "
+                "KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE (and KAFKA_TLS_KEY_PASSWORD for an "
+                "encrypted key)"
+            ) from None
+        except Exception:
+            return  # unreachable or otherwise: the caller reports BrokerUnavailable
+        finally:
+            if writer is not None:
+                writer.close()
 
     async def _check_credentials(self) -> None:
         """After a failed bootstrap with SASL: one direct connection, to tell a refused login
@@ -328,6 +377,14 @@ class KafkaBackend(Backend):
             await self._require_admin().list_consumer_group_offsets(group, partitions=partitions)
         )
         return result
+
+
+_REFUSED_CLIENT_CERTIFICATE = frozenset({
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_BAD_CERTIFICATE",
+    "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV1_ALERT_ACCESS_DENIED",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE",
+})
+"""OpenSSL alert reasons a broker sends when it does not accept the client's certificate."""
 
 
 async def _quietly(step: Any) -> None:

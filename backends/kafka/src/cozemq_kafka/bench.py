@@ -7,7 +7,6 @@ consumer group per group reading from the earliest offset, offsets committed aft
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,8 +78,7 @@ class RawKafkaDriver(Driver):
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         for consumer in self.consumers:
             await consumer.stop()
         await self.producer.stop()

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -77,6 +78,24 @@ INTERNAL_USER = "cozemq-broker"
 """With SCRAM on, the broker's own (inter-broker) user, created at format time."""
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for the kit's SSL listener.
+
+    ``cert_file`` and ``key_file`` are the broker's certificate (chain) and its unencrypted
+    PKCS#8 key; ``ca_file`` is the CA clients trust for it. With ``client_ca_file`` the listener
+    requires a client certificate signed by that CA (``ssl.client.auth=required``).
+    ``client_cert_file`` and ``client_key_file`` are what ``tls_env()`` hands a client.
+    """
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+
+
 def libs_dir() -> Path:
     """The Kafka server jars, fetched from Maven Central on first use and cached."""
     target = CACHE_DIR / "kafka" / KAFKA_VERSION / "libs"
@@ -121,19 +140,23 @@ class KafkaKit(BrokerKit):
 
     ``scram_users`` (name -> password, created at format time) adds a SASL_PLAINTEXT listener
     with SCRAM-SHA-256 on its own port (``sasl_env()``); with ``plaintext=False`` it is the only
-    client listener and ``env()`` carries the first user's credentials.
+    client listener and ``env()`` carries the first user's credentials. ``tls`` adds an SSL
+    listener on its own port (``tls_env()``), mutual TLS when it names a client CA; the other
+    listeners are unchanged.
     """
 
     name = "kafka"
-    port_names: ClassVar[tuple[str, ...]] = ("client", "controller", "sasl")
+    port_names: ClassVar[tuple[str, ...]] = ("client", "controller", "sasl", "ssl")
     start_timeout = 90.0
     stop_grace = 15.0
 
     def __init__(self, workdir: Path | str | None = None, *,
                  scram_users: Mapping[str, str] | None = None,
                  plaintext: bool = True,
+                 tls: TlsFiles | None = None,
                  client_env: Mapping[str, str] | None = None) -> None:
         super().__init__(workdir)
+        self.tls = tls
         self.scram_users = dict(scram_users or {})
         self.plaintext = plaintext or not self.scram_users
         self.client_env = dict(client_env or {})
@@ -169,6 +192,8 @@ class KafkaKit(BrokerKit):
             listeners = {"PLAINTEXT": client, "SASL_PLAINTEXT": self.ports["sasl"]}
         else:
             listeners = {"SASL_PLAINTEXT": client}
+        if self.tls is not None:
+            listeners["SSL"] = self.ports["ssl"]
         inter = "PLAINTEXT" if "PLAINTEXT" in listeners else "SASL_PLAINTEXT"
         addresses = ",".join(f"{name}://127.0.0.1:{port}" for name, port in listeners.items())
         protocols = ",".join(f"{name}:{name}" for name in listeners)
@@ -207,7 +232,28 @@ class KafkaKit(BrokerKit):
                 "org.apache.kafka.common.security.scram.ScramLoginModule required "
                 f'username="{INTERNAL_USER}" password="{self._internal_password}";',
             ]
+        if self.tls is not None:
+            lines += self._ssl_lines(self.tls)
         return "\n".join(lines) + "\n"
+
+    @property
+    def keystore_path(self) -> Path:
+        return self.workdir / "tls-keystore.pem"
+
+    def _ssl_lines(self, tls: TlsFiles) -> list[str]:
+        """The SSL listener's PEM key store and, for mutual TLS, its trust store."""
+        prefix = "listener.name.ssl.ssl."
+        lines = [f"{prefix}keystore.type=PEM", f"{prefix}keystore.location={self.keystore_path}"]
+        if tls.client_ca_file is not None:
+            lines += [f"{prefix}truststore.type=PEM",
+                      f"{prefix}truststore.location={tls.client_ca_file}",
+                      f"{prefix}client.auth=required"]
+        return lines
+
+    def _write_keystore(self, tls: TlsFiles) -> None:
+        """Kafka's PEM key store is one file: the private key, then the certificate chain."""
+        self.keystore_path.write_text(tls.key_file.read_text() + tls.cert_file.read_text())
+        self.keystore_path.chmod(0o600)
 
     def _java(self, main: str, *args: str) -> list[str]:
         java = shutil.which("java")
@@ -222,6 +268,8 @@ class KafkaKit(BrokerKit):
     def prepare(self) -> None:
         libs_dir()
         (self.workdir / "log4j2.properties").write_text(LOG4J2)
+        if self.tls is not None:
+            self._write_keystore(self.tls)
         if not self.config_path.exists():
             self.config_path.write_text(self._properties())
         if (self.data_dir / "meta.properties").exists():
@@ -296,3 +344,15 @@ class KafkaKit(BrokerKit):
         return {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
                 "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
                 "KAFKA_SASL_USERNAME": name, "KAFKA_SASL_PASSWORD": self.scram_users[name]}
+
+    def tls_env(self) -> dict[str, str]:
+        """The environment for the SSL listener: the CA and, for mutual TLS, the client's pair."""
+        if self.tls is None:
+            raise KitError("this kafka kit was started without tls")
+        env = {"COZE_MQ_TYPE": "kafka", "MQ_NAME_SERVER": f"127.0.0.1:{self.ports['ssl']}",
+               "KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_TLS_CA_FILE": str(self.tls.ca_file)}
+        if self.tls.client_cert_file is not None:
+            env["KAFKA_TLS_CERT_FILE"] = str(self.tls.client_cert_file)
+        if self.tls.client_key_file is not None:
+            env["KAFKA_TLS_KEY_FILE"] = str(self.tls.client_key_file)
+        return env

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("cozemq.kafka")
 
 METADATA_PREFIX = "cozemq:"
+COMMIT_INTERVAL = 0.1
+"""Acks within this many seconds share one commit. A commit per ack, awaited by the handler's
+worker, would bound a consumer to one commit round trip per message; a crash can at most
+redeliver this window's acked messages (duplicates, never loss)."""
 METADATA_LIMIT = 3500
 """Brokers accept 4096 bytes of commit metadata by default (offset.metadata.max.bytes)."""
 
@@ -122,7 +126,7 @@ class KafkaDelivery(Delivery):
         self._state.open.pop(self.offset, None)
         self._state.handed.discard(self.offset)
         self._subscription._settled.set()
-        await self._subscription.commit()
+        self._subscription.request_commit()
 
     async def nack(self, delay: float) -> None:
         if self._done:
@@ -163,6 +167,8 @@ class KafkaSubscription(Subscription):
         self._requeued: list[tuple[float, int, KafkaDelivery]] = []
         self._settled = asyncio.Event()
         """Set whenever a delivery is acked or handed back (the revoke drain waits on it)."""
+        self._commit_wanted = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
 
     # -- rebalance ------------------------------------------------------------------------------
 
@@ -203,6 +209,23 @@ class KafkaSubscription(Subscription):
         log.debug("%s/%s: revoked %s", self.spec.topic, self.spec.group, sorted(revoked))
 
     # -- committing -----------------------------------------------------------------------------
+
+    def request_commit(self) -> None:
+        """An ack moved a commit point: commit soon, together with the acks that follow."""
+        self._commit_wanted.set()
+        if self._committer is None and not self.closing:
+            self._committer = asyncio.create_task(self._commit_loop())
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._commit_wanted.wait()
+            await asyncio.sleep(COMMIT_INTERVAL)
+            self._commit_wanted.clear()
+            try:
+                await self.commit()
+            except Exception as exc:  # fetch() retries a failed commit before the next batch
+                log.warning("%s/%s: commit failed, will retry: %s",
+                            self.spec.topic, self.spec.group, exc)
 
     async def commit(self) -> None:
         """Commit every partition's commit point that moved. Concurrent callers coalesce."""
@@ -287,6 +310,10 @@ class KafkaSubscription(Subscription):
         self.closing = True
         self.backend.forget(self)
         self._requeued.clear()
+        if self._committer is not None:
+            self._committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._committer
         try:
             await self.commit()
         except Exception as exc:

@@ -7,7 +7,6 @@ with an ack, a stream per topic, a durable pull consumer per group with explicit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,7 +64,7 @@ class RawNatsDriver(Driver):
             while True:
                 try:
                     msgs = await psub.fetch(batch=FETCH_BATCH, timeout=0.5)
-                except nats.errors.TimeoutError:
+                except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 for msg in msgs:
                     sink(msg.data)
@@ -90,9 +89,7 @@ class RawNatsDriver(Driver):
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.nc.close()
 
 

@@ -13,7 +13,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
-from cozemq.backend import Capabilities, Delivery, SubscribeSpec, Subscription
+from cozemq.backend import Capabilities, Delivery, SubscribeSpec, Subscription, take_batch
 from cozemq.errors import BrokerUnavailable, MessageTooLarge
 from cozemq.message import OutgoingMessage
 
@@ -44,14 +44,7 @@ class CoreSubscription(Subscription):
         await self.queue.put(msg)  # backpressure into nats-py's bounded pending buffer
 
     async def fetch(self, max_messages: int, timeout: float) -> Sequence[Delivery]:
-        try:
-            first = await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return ()
-        out = [self._delivery(first)]
-        while len(out) < max_messages and not self.queue.empty():
-            out.append(self._delivery(self.queue.get_nowait()))
-        return out
+        return [self._delivery(m) for m in await take_batch(self.queue, max_messages, timeout)]
 
     def _delivery(self, msg: Msg) -> Delivery:
         key, headers = split_headers(msg.headers)

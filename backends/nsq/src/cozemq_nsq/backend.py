@@ -22,7 +22,14 @@ from typing import Any
 import nsq
 from nsq import protocol
 
-from cozemq.backend import Backend, Capabilities, Delivery, SubscribeSpec, Subscription
+from cozemq.backend import (
+    Backend,
+    Capabilities,
+    Delivery,
+    SubscribeSpec,
+    Subscription,
+    take_batch,
+)
 from cozemq.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -99,14 +106,7 @@ class NsqSubscription(Subscription):
             self.reader.reconnect_missing()
 
     async def fetch(self, max_messages: int, timeout: float) -> Sequence[Delivery]:
-        try:
-            first = await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return ()
-        batch: list[Delivery] = [first]
-        while len(batch) < max_messages and not self.queue.empty():
-            batch.append(self.queue.get_nowait())
-        return batch
+        return await take_batch(self.queue, max_messages, timeout)
 
     async def close(self) -> None:
         """RDY 0, give back what was received and not handed out, flush, disconnect."""

@@ -69,8 +69,7 @@ class RawPulsarDriver(Driver):
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         for consumer in self.consumers:
             with contextlib.suppress(Exception):
                 await consumer.close()
