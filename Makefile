@@ -3,11 +3,14 @@ PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen --all-packages --all-extras
 
-.PHONY: setup demo test conformance bench lint typecheck check clean
+.PHONY: setup toolchains demo test conformance bench lint typecheck check clean
 
 setup:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.4"
 	$(UV) sync --frozen --all-packages --all-extras
+
+toolchains:
+	@bash scripts/ensure-toolchains.sh
 
 demo: setup
 	$(RUN) cozemq demo
@@ -20,7 +23,7 @@ typecheck: setup
 
 check: lint typecheck
 
-test: check
+test: toolchains check
 	$(RUN) pytest
 
 conformance: setup
@@ -31,7 +34,7 @@ conformance: setup
 # smoke bench only). Takes about half an hour on 2 cores.
 BENCH_COUNT ?= 5000
 BENCH := $(RUN) cozemq bench --count $(BENCH_COUNT) --rounds 3
-bench: setup
+bench: toolchains setup
 	mkdir -p docs/performance
 	-$(BENCH) --broker nats --json docs/performance/nats-jetstream.json --png docs/performance/nats-jetstream.png
 	-$(BENCH) --broker nats --set NATS_USE_JETSTREAM=false --json docs/performance/nats-core.json --png docs/performance/nats-core.png
