@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import ClassVar, TypeVar
 
@@ -135,6 +135,11 @@ class Backend(ABC):
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+
+    def refine_capabilities(self, **changes: object) -> None:
+        """Record what this instance's configuration (or the connected broker) changes of the
+        class's declaration, e.g. a size limit; the class attribute stays the default."""
+        self.capabilities = replace(self.capabilities, **changes)  # type: ignore[misc,arg-type]
 
     @abstractmethod
     async def connect(self) -> None:

@@ -15,7 +15,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -241,10 +241,7 @@ class MemoryBackend(Backend):
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
         super().__init__(settings, env)
         own = load_settings(MemorySettings, env)
-        if own.max_message_size != self.capabilities.max_message_size:
-            self.capabilities = replace(  # type: ignore[misc]
-                self.capabilities, max_message_size=own.max_message_size
-            )
+        self.refine_capabilities(max_message_size=own.max_message_size)
         self.own_settings = own
         self.label = settings.name_server or "default"
         self.broker = MemoryBroker.named(self.label, own.retain)

@@ -8,7 +8,6 @@ import logging
 import re
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -87,10 +86,7 @@ class KafkaBackend(Backend):
         self.own = load_settings(KafkaSettings, env)
         self.bootstrap = parse_bootstrap(settings.name_server)
         self.security = security_options(self.own)
-        if self.own.max_message_bytes != BROKER_MESSAGE_MAX_BYTES:
-            self.capabilities = replace(  # type: ignore[misc]
-                self.capabilities, max_message_size=body_limit(self.own.max_message_bytes)
-            )
+        self.refine_capabilities(max_message_size=body_limit(self.own.max_message_bytes))
         self.request_timeout = self.own.request_timeout_ms / 1000
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None

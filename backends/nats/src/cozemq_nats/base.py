@@ -6,7 +6,6 @@ import asyncio
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import nats
@@ -125,10 +124,8 @@ class NatsBackendBase(Backend):
                 f"connection within {timeout:g}s (COZEMQ_CONNECT_TIMEOUT): {reason}"
             ) from None
         self.nc = nc
-        if nc.max_payload and nc.max_payload != self.capabilities.max_message_size:
-            self.capabilities = replace(  # type: ignore[misc]
-                self.capabilities, max_message_size=nc.max_payload
-            )
+        if nc.max_payload:  # the server's limit, announced at connect
+            self.refine_capabilities(max_message_size=nc.max_payload)
         await self.after_connect()
 
     async def after_connect(self) -> None:

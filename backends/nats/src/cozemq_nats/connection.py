@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import nkeys
 
 from cozemq.errors import ConfigurationError
+from cozemq.tls import client_context
 
 from .settings import NatsSettings
 
@@ -125,12 +126,4 @@ def tls_context(s: NatsSettings, servers: list[str]) -> ssl.SSLContext | None:
     wants_tls = any(u.startswith(("tls://", "wss://")) for u in servers)
     if not (wants_tls or s.tls_ca_file or s.tls_cert_file):
         return None
-    if bool(s.tls_cert_file) != bool(s.tls_key_file):
-        raise ConfigurationError("NATS_TLS_CERT_FILE and NATS_TLS_KEY_FILE must be set together")
-    try:
-        context = ssl.create_default_context(cafile=s.tls_ca_file)
-        if s.tls_cert_file and s.tls_key_file:
-            context.load_cert_chain(s.tls_cert_file, s.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigurationError(f"NATS TLS files could not be loaded: {exc}") from None
-    return context
+    return client_context("NATS_TLS", s.tls_ca_file, s.tls_cert_file, s.tls_key_file)

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 import nats.errors
 import nats.js.errors
@@ -110,7 +109,7 @@ class JetStreamBackend(NatsBackendBase):
         own = self.nats_settings
         self.ack_extend_interval = own.ack_wait / 3  # type: ignore[misc]
         if own.stream_storage == "memory":
-            self.capabilities = replace(self.capabilities, persistent=False)  # type: ignore[misc]
+            self.refine_capabilities(persistent=False)
         self.js: JetStreamContext | None = None
         self._streams: dict[str, asyncio.Future[str]] = {}
 

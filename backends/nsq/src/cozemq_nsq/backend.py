@@ -15,7 +15,6 @@ import logging
 import re
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -159,9 +158,7 @@ class NsqBackend(Backend):
         self.addresses: Addresses = parse_name_server(settings.name_server)
         self._tls = tls_options(own)
         self.ack_extend_interval = own.msg_timeout / 3  # type: ignore[misc]
-        self.capabilities = replace(  # type: ignore[misc]
-            self.capabilities, max_message_size=own.max_msg_size - envelope.OVERHEAD
-        )
+        self.refine_capabilities(max_message_size=own.max_msg_size - envelope.OVERHEAD)
         self.writer: Writer | None = None
         self.nsqd: list[Address] = list(self.addresses.nsqd)
         self._subscriptions: set[NsqSubscription] = set()

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from cozemq.errors import BrokerUnavailable, ConfigurationError
+from cozemq.tls import client_context
 
 from .settings import NsqSettings
 
@@ -115,14 +116,8 @@ def tls_options(s: NsqSettings) -> dict[str, Any] | None:
     """pynsq's tls_options (tornado ssl options), or None when TLS is off."""
     if not (s.tls or s.tls_ca_file or s.tls_cert_file):
         return None
-    if bool(s.tls_cert_file) != bool(s.tls_key_file):
-        raise ConfigurationError("NSQ_TLS_CERT_FILE and NSQ_TLS_KEY_FILE must be set together")
-    try:
-        context = ssl.create_default_context(cafile=s.tls_ca_file)
-        if s.tls_cert_file and s.tls_key_file:
-            context.load_cert_chain(s.tls_cert_file, s.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigurationError(f"NSQ TLS files could not be loaded: {exc}") from None
+    # pynsq takes file names, not a context: load them once here so a bad file fails now.
+    client_context("NSQ_TLS", s.tls_ca_file, s.tls_cert_file, s.tls_key_file)
     options: dict[str, Any] = {
         "cert_reqs": ssl.CERT_NONE if s.tls_insecure else ssl.CERT_REQUIRED,
         "ssl_version": ssl.PROTOCOL_TLS_CLIENT,

@@ -18,7 +18,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,11 +126,7 @@ class PulsarBackend(Backend):
         self.url = parse_service_url(settings.name_server)
         self.namespace = namespace_of(own)
         self._options = client_options(own, self.url)
-        limit = own.max_message_size - METADATA_RESERVE
-        if limit != self.capabilities.max_message_size:
-            self.capabilities = replace(  # type: ignore[misc]
-                self.capabilities, max_message_size=limit
-            )
+        self.refine_capabilities(max_message_size=own.max_message_size - METADATA_RESERVE)
         self.client: pulsar_asyncio.Client | None = None
         self._producers: dict[str, _Producer] = {}
         self._producer_locks: dict[str, asyncio.Lock] = {}
