@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import ClassVar, TypeVar
@@ -65,6 +65,10 @@ class Delivery(ABC):
 
     __slots__ = ("body", "delivery_count", "headers", "id", "key", "timestamp")
 
+    inline_settle: ClassVar[bool] = False
+    """ack/nack only queue a frame or update bookkeeping and never wait for the broker, so
+    the core may settle from its fetch loop (plain handlers then run there, hand-off free)."""
+
     def __init__(
         self,
         body: bytes,
@@ -93,17 +97,23 @@ class Delivery(ABC):
     async def extend(self) -> None:
         """Push the broker's ack deadline back while a handler is still working."""
 
+    def ack_now(self) -> None:
+        """ack() without a coroutine, for classes whose ack never waits (may raise)."""
+        raise NotImplementedError
+
 
 T = TypeVar("T")
 
 
 async def take_batch(queue: asyncio.Queue[T], max_messages: int, timeout: float) -> list[T]:
     """Up to ``max_messages`` items from a push backend's buffer, waiting at most ``timeout``
-    for the first. Only an empty buffer pays for a timed wait (a task per call)."""
+    for the first. Only an empty buffer waits, with a timer rather than wait_for's task:
+    where messages trickle in one at a time, that wait happens once per message."""
     batch: list[T] = []
     if queue.empty():
         try:
-            batch.append(await asyncio.wait_for(queue.get(), timeout))
+            async with asyncio.timeout(timeout):
+                batch.append(await queue.get())
         except TimeoutError:
             return batch
     while len(batch) < max_messages and not queue.empty():
@@ -114,9 +124,18 @@ async def take_batch(queue: asyncio.Queue[T], max_messages: int, timeout: float)
 class Subscription(ABC):
     """One member of a consumer group."""
 
+    dropped: int = 0
+    """Messages the broker's client discarded before cozemq saw them because this member
+    fell behind (only where the broker is at most once, e.g. core NATS)."""
+
     @abstractmethod
     async def fetch(self, max_messages: int, timeout: float) -> Sequence[Delivery]:
         """Up to ``max_messages`` deliveries, waiting at most ``timeout`` for the first."""
+
+    def deliver_directly(self, offer: Callable[[Delivery], bool]) -> None:
+        """Push backends whose deliveries have ack_now(): call ``offer`` from the client's
+        message callback, and buffer for fetch() only what it declines (busy, closing).
+        That saves a wake-up of the fetch loop per message. Pull backends ignore it."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -28,6 +28,9 @@ log = logging.getLogger("cozemq")
 
 BusT = TypeVar("BusT", bound="EventBus")
 
+_KNOWN_TOPICS = 4096
+SIZE_SLACK = 4096
+
 
 class EventBus:
     """Send and consume through one broker, chosen by COZE_MQ_TYPE.
@@ -44,6 +47,7 @@ class EventBus:
         self._connected = False
         self._closed = False
         self._connect_lock: asyncio.Lock | None = None
+        self._valid_topics: set[str] = set()  # validated once, not on every send
 
     # -- building ---------------------------------------------------------------------------
 
@@ -98,7 +102,11 @@ class EventBus:
         ``idempotency_key`` asks the broker to drop a resend with the same key (only where
         the backend declares deduplication; NotSupported elsewhere).
         """
-        await self._publish(topic, [self._outgoing(body, key, headers, idempotency_key)])
+        if type(body) is bytes and key is None and headers is None and idempotency_key is None:
+            message = OutgoingMessage(body)  # the common case, nothing else to check
+        else:
+            message = self._outgoing(body, key, headers, idempotency_key)
+        await self._publish(topic, (message,))
 
     async def send_batch(
         self, topic: str, bodies: Iterable[bytes], *, key: str | None = None
@@ -107,7 +115,11 @@ class EventBus:
 
         Every message is checked before any is sent, so a bad one sends none.
         """
-        batch = [self._outgoing(body, key, None, None) for body in bodies]
+        if key is not None:
+            _check_key(key)
+        # One pass: the key is checked once, each body only for its type.
+        batch = [OutgoingMessage(body if type(body) is bytes else _as_bytes(body), key)
+                 for body in bodies]
         if not batch:
             raise InvalidArgument("send_batch: bodies is empty; pass at least one message")
         await self._publish(topic, batch)
@@ -125,18 +137,10 @@ class EventBus:
         headers: Mapping[str, str] | None,
         idempotency_key: str | None,
     ) -> OutgoingMessage:
-        if not isinstance(body, bytes):
-            if isinstance(body, bytearray | memoryview):
-                body = bytes(body)
-            else:
-                raise InvalidArgument(
-                    f"body must be bytes, got {type(body).__name__}"
-                    + ("; encode it first, e.g. body.encode()" if isinstance(body, str) else "")
-                )
+        if type(body) is not bytes:
+            body = _as_bytes(body)
         if key is not None:
-            if not isinstance(key, str):
-                raise InvalidArgument(f"key must be str or None, got {type(key).__name__}")
-            validate_key(key)
+            _check_key(key)
         if idempotency_key is not None:
             if not self.capabilities.deduplication:
                 raise NotSupported(
@@ -145,14 +149,22 @@ class EventBus:
                 )
             if not isinstance(idempotency_key, str) or not idempotency_key:
                 raise InvalidArgument("idempotency_key must be a non-empty str")
-        return OutgoingMessage(body, key, validate_headers(headers), idempotency_key)
+        if headers is not None:
+            headers = validate_headers(headers)
+        return OutgoingMessage(body, key, headers, idempotency_key)
 
     def _check_sizes(self, batch: Sequence[OutgoingMessage]) -> None:
         """After connecting: the broker may have told its real limit by then."""
-        limit = self.capabilities.max_message_size
+        limit = self.backend.capabilities.max_message_size
         if limit is None:
             return
+        # Measured exactly only near the limit: what any backend adds to a message without
+        # key or headers is far below SIZE_SLACK, and measuring costs on every send.
+        plain_below = limit - SIZE_SLACK
         for message in batch:
+            if (len(message.body) < plain_below and message.key is None
+                    and message.headers is None and message.idempotency_key is None):
+                continue
             size = self.backend.message_size(message)
             if size > limit:
                 raise MessageTooLarge(
@@ -161,8 +173,10 @@ class EventBus:
                 )
 
     async def _publish(self, topic: str, batch: Sequence[OutgoingMessage]) -> None:
-        self.backend.validate_name("topic", _require_name("topic", topic))
-        await self.connect()
+        if not (isinstance(topic, str) and topic in self._valid_topics):
+            self._check_topic(topic)
+        if not self._connected or self._closed:
+            await self.connect()
         self._check_sizes(batch)
         # Ride out a broker restart: retry while the broker is unreachable, up to
         # send_timeout. A retry after a lost acknowledgement can duplicate, never lose.
@@ -177,6 +191,12 @@ class EventBus:
                     raise
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)
+
+    def _check_topic(self, topic: str) -> None:
+        self.backend.validate_name("topic", _require_name("topic", topic))
+        if len(self._valid_topics) >= _KNOWN_TOPICS:
+            self._valid_topics.clear()  # bounded: a service sending to ever-new topics
+        self._valid_topics.add(topic)
 
     # -- consuming --------------------------------------------------------------------------
 
@@ -306,7 +326,7 @@ class ConsumerHandle:
 
     @property
     def stats(self) -> ConsumerStats:
-        return self._consumer.stats
+        return self._consumer.read_stats()
 
     @property
     def topic(self) -> str:
@@ -365,6 +385,21 @@ class Producer:
         """Close the bus too if this producer created it (as new_producer does)."""
         if self._owns_bus:
             await self.bus.close()
+
+
+def _as_bytes(body: object) -> bytes:
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    raise InvalidArgument(
+        f"body must be bytes, got {type(body).__name__}"
+        + ("; encode it first, e.g. body.encode()" if isinstance(body, str) else "")
+    )
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, str):
+        raise InvalidArgument(f"key must be str or None, got {type(key).__name__}")
+    validate_key(key)
 
 
 def _require_name(kind: str, name: object) -> str:

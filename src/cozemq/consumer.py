@@ -41,6 +41,22 @@ HandlerFn = Callable[[Message], Any]
 DeadLetterSender = Callable[[str, OutgoingMessage], Awaitable[None]]
 
 
+def is_async_handler(fn: HandlerFn) -> bool:
+    """Whether calling ``fn`` starts a coroutine (an async function, method or __call__)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+    )
+
+
+class _Raised:
+    """What an inline handler call raised, carried to the task that retries it."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
 def as_handler_fn(handler: object) -> HandlerFn:
     """Accept an async callable or a ConsumerHandler object; reject anything else up front."""
     method = getattr(handler, "handle_message", None)
@@ -74,6 +90,8 @@ class ConsumerStats:
     returned_on_close: int = 0
     settle_errors: int = 0
     fetch_errors: int = 0
+    dropped: int = 0
+    """Lost before delivery because this consumer fell behind (at-most-once brokers only)."""
     in_flight: int = 0
     max_in_flight: int = 0
     last_error: str | None = field(default=None, repr=False)
@@ -104,6 +122,9 @@ class Consumer:
             backend.capabilities.delayed_redelivery and not options.orderly
         )
         self._extend_every = backend.ack_extend_interval
+        # A plain function is called right in the fetch loop when the delivery's settle
+        # never waits for the broker: no hand-off to a worker, the cheapest path there is.
+        self._inline = not options.orderly and not is_async_handler(handler)
         self._tasks: set[asyncio.Task[None]] = set()
         # Unordered consumers hand deliveries to `concurrency` long-lived workers: a task per
         # message would cost more than many handlers do.
@@ -117,6 +138,11 @@ class Consumer:
         self._loop_task: asyncio.Task[None] | None = None
         self._extender: asyncio.Task[None] | None = None
 
+    def read_stats(self) -> ConsumerStats:
+        """The live counters, with the client library's drop count brought up to date."""
+        self.stats.dropped = self._subscription.dropped
+        return self.stats
+
     def start(self) -> None:
         name = f"cozemq:{self.spec.topic}/{self.spec.group}"
         self._loop_task = asyncio.create_task(self._fetch_loop(), name=name)
@@ -125,6 +151,8 @@ class Consumer:
                              for _ in range(self.options.concurrency)]
         if self._extend_every:
             self._extender = asyncio.create_task(self._extend_loop(), name=name + ":extend")
+        if self._inline:
+            self._subscription.deliver_directly(self._offer)
 
     # -- fetching ---------------------------------------------------------------------------
 
@@ -151,19 +179,59 @@ class Consumer:
                 continue
             failures = 0
             for delivery in batch:
-                self._dispatch(delivery)
+                if self._inline and delivery.inline_settle and not self._stopping:
+                    await self._handle_inline(delivery)
+                else:
+                    self._dispatch(delivery)
+
+    def _offer(self, delivery: Delivery) -> bool:
+        """A push backend's delivery, straight from its client's callback (see
+        Subscription.deliver_directly): handled on the spot unless closing."""
+        if self._stopping:
+            return False
+        self.stats.received += 1
+        try:
+            result = self._handler(self._message(delivery, delivery.delivery_count))
+        except Exception as exc:
+            result = _Raised(exc)
+        if result is None or not (isinstance(result, _Raised) or inspect.isawaitable(result)):
+            try:
+                delivery.ack_now()
+            except Exception as exc:
+                self._settle_failed("ack", exc)
+            else:
+                self.stats.acked += 1
+            return True
+        self._begin(delivery)
+        self._spawn(self._process(delivery, None, None, first=result))
+        return True
+
+    async def _handle_inline(self, delivery: Delivery) -> None:
+        """First attempt of a plain handler, in the fetch loop. Anything but a plain success
+        (a failure to retry, an awaitable returned) continues as a task like any delivery."""
+        self.stats.received += 1
+        attempt = delivery.delivery_count
+        try:
+            result = self._handler(self._message(delivery, attempt))
+        except Exception as exc:
+            result = _Raised(exc)
+        if result is None or not (isinstance(result, _Raised) or inspect.isawaitable(result)):
+            try:
+                await delivery.ack()
+            except Exception as exc:
+                self._settle_failed("ack", exc)
+                return
+            self.stats.acked += 1
+            return
+        self._begin(delivery)
+        self._spawn(self._process(delivery, None, None, first=result))
 
     def _dispatch(self, delivery: Delivery) -> None:
         self.stats.received += 1
         if self._stopping:  # fetched while closing: hand it straight back
             self._spawn(self._give_back(delivery))
             return
-        stats = self.stats
-        stats.in_flight += 1
-        if stats.in_flight > stats.max_in_flight:
-            stats.max_in_flight = stats.in_flight
-        if self._extend_every:
-            self._held[delivery] = time.monotonic()
+        self._begin(delivery)
         if self.options.orderly:
             previous = self._key_tail.get(delivery.key)
             turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -171,6 +239,14 @@ class Consumer:
             self._spawn(self._process(delivery, previous, turn))
         else:
             self._ready.put_nowait(delivery)
+
+    def _begin(self, delivery: Delivery) -> None:
+        stats = self.stats
+        stats.in_flight += 1
+        if stats.in_flight > stats.max_in_flight:
+            stats.max_in_flight = stats.in_flight
+        if self._extend_every:
+            self._held[delivery] = time.monotonic()
 
     async def _worker(self) -> None:
         ready = self._ready
@@ -190,11 +266,12 @@ class Consumer:
         delivery: Delivery,
         previous: asyncio.Future[None] | None,
         turn: asyncio.Future[None] | None,
+        first: object = None,
     ) -> None:
         try:
             if previous is not None:
                 await asyncio.shield(previous)
-            await self._handle(delivery)
+            await self._handle(delivery, first)
         except asyncio.CancelledError:
             # Cancelled by close() past its deadline: not acked, so it comes back.
             await self._give_back(delivery)
@@ -207,22 +284,24 @@ class Consumer:
                 if self._key_tail.get(delivery.key) is turn:
                     del self._key_tail[delivery.key]
 
-    async def _handle(self, delivery: Delivery) -> None:
+    def _message(self, delivery: Delivery, attempt: int) -> Message:
+        spec = self.spec
+        return Message(spec.topic, spec.group, delivery.body, delivery.key, delivery.headers,
+                       delivery.id, attempt, delivery.timestamp)
+
+    async def _handle(self, delivery: Delivery, first: object = None) -> None:
+        """Attempts until one succeeds or the message is dead-lettered. ``first`` is what
+        an inline call of the first attempt already returned (an awaitable, or _Raised)."""
         attempt = delivery.delivery_count
         spec = self.spec
         while True:
-            message = Message(
-                topic=spec.topic,
-                group=spec.group,
-                body=delivery.body,
-                key=delivery.key,
-                headers=delivery.headers,
-                id=delivery.id,
-                attempt=attempt,
-                timestamp=delivery.timestamp,
-            )
             try:
-                result = self._handler(message)
+                if first is None:
+                    result = self._handler(self._message(delivery, attempt))
+                else:
+                    result, first = first, None
+                    if isinstance(result, _Raised):
+                        raise result.exc
                 if inspect.isawaitable(result):
                     await result
             except asyncio.CancelledError:
@@ -282,11 +361,15 @@ class Consumer:
     async def _settle(self, operation: Awaitable[None], what: str) -> None:
         try:
             await operation
-        except Exception as exc:  # the broker will redeliver; counted as a possible duplicate
-            self.stats.settle_errors += 1
-            self.stats.last_error = f"{what}: {exc!r}"
-            log.warning("%s/%s: %s failed, the broker may redeliver: %r",
-                        self.spec.topic, self.spec.group, what, exc)
+        except Exception as exc:
+            self._settle_failed(what, exc)
+
+    def _settle_failed(self, what: str, exc: Exception) -> None:
+        # The broker will redeliver; counted as a possible duplicate.
+        self.stats.settle_errors += 1
+        self.stats.last_error = f"{what}: {exc!r}"
+        log.warning("%s/%s: %s failed, the broker may redeliver: %r",
+                    self.spec.topic, self.spec.group, what, exc)
 
     async def _extend_loop(self) -> None:
         assert self._extend_every
@@ -310,7 +393,8 @@ class Consumer:
             _, pending = await asyncio.wait({self._loop_task}, timeout=FETCH_WAIT + 5)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+            if pending:  # bounded: a client library may swallow the cancel inside a fetch
+                await asyncio.wait(pending, timeout=5)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         if self.stats.in_flight:

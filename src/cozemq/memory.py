@@ -156,6 +156,7 @@ class MemoryBroker:
 
 class MemoryDelivery(Delivery):
     __slots__ = ("_group", "_record", "_subscription")
+    inline_settle = True
 
     def __init__(self, subscription: MemorySubscription, record: _Record, count: int) -> None:
         super().__init__(record.body, key=record.key, headers=record.headers,

@@ -4,6 +4,7 @@ inside every payload (no sample dropped), loss, duplicates, reordering, client C
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
 import uuid
@@ -13,6 +14,11 @@ from typing import Any
 
 from .drivers import Driver
 from .workload import HEADER_SIZE, Workload
+
+log = logging.getLogger("cozemq.bench")
+
+CLOSE_LIMIT = 30.0
+"""Seconds a driver gets to close; a client that hangs on close must not hang the bench."""
 
 _HEADER = struct.Struct(">HIQ")
 
@@ -129,18 +135,25 @@ async def run_workload(
                 if on_progress:
                     on_progress(count)
 
-        await asyncio.gather(*(produce(p) for p in range(w.producers)))
+        error = None
+        try:
+            await asyncio.wait_for(asyncio.gather(*(produce(p) for p in range(w.producers))),
+                                   max(60.0, total / 50))
+        except TimeoutError:
+            error = f"sent only {sent} of {total} messages within {max(60.0, total / 50):.0f}s"
         published = time.perf_counter() - started
         limit = timeout if timeout is not None else max(30.0, total / 500)
-        error = None
         try:
             await asyncio.wait_for(asyncio.gather(*(r.done.wait() for r in recorders)), limit)
         except TimeoutError:
-            error = f"not everything arrived within {limit:.0f}s"
+            error = error or f"not everything arrived within {limit:.0f}s"
         consumed = max((r.last for r in recorders), default=started) - started
         cpu = time.process_time() - cpu_start
     finally:
-        await driver.close()
+        try:
+            await asyncio.wait_for(driver.close(), CLOSE_LIMIT)
+        except TimeoutError:
+            log.warning("%s: close did not finish within %ss", driver.name, CLOSE_LIMIT)
     received = sum(len(r.seen) for r in recorders)
     latencies = [v for r in recorders for v in r.latencies_us]
     return Result(

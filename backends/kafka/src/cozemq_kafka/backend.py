@@ -317,7 +317,8 @@ class KafkaBackend(Backend):
                     topic,
                     m.body,
                     key=m.key.encode() if m.key is not None else None,
-                    headers=[(k, v.encode()) for k, v in (m.headers or {}).items()],
+                    headers=[(k, v.encode()) for k, v in m.headers.items()] if m.headers
+                    else None,
                 )
                 for m in messages
             ]

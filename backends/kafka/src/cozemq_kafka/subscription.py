@@ -98,11 +98,12 @@ class PartitionState:
 
 class KafkaDelivery(Delivery):
     __slots__ = ("_done", "_state", "_subscription", "offset", "record")
+    inline_settle = True  # acks are bookkeeping; commits go out on their own timer
 
     def __init__(self, subscription: KafkaSubscription, state: PartitionState,
                  record: ConsumerRecord[bytes, bytes], count: int) -> None:
         headers = {name: (value or b"").decode("utf-8", "replace")
-                   for name, value in (record.headers or ())}
+                   for name, value in record.headers} if record.headers else {}
         super().__init__(
             record.value or b"",
             key=record.key.decode("utf-8", "replace") if record.key is not None else None,

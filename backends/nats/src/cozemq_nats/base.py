@@ -132,10 +132,16 @@ class NatsBackendBase(Backend):
         """Mode-specific set-up once connected."""
 
     async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            await self.on_slow_consumer(exc)
+            return
         self._last_error = str(exc) or type(exc).__name__
         if "authoriz" in self._last_error.lower() or "authentication" in self._last_error.lower():
             self._auth_error = self._last_error
         log.debug("nats error: %r", exc)
+
+    async def on_slow_consumer(self, exc: nats.errors.SlowConsumerError) -> None:
+        """nats-py dropped a message for a subscription that fell behind."""
 
     async def _on_disconnected(self) -> None:
         if self._closing:

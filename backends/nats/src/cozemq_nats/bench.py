@@ -37,6 +37,7 @@ class RawNatsDriver(Driver):
         super().__init__(env)
         self.servers, self.jetstream = _target(env)
         self.tasks: list[asyncio.Task[None]] = []
+        self.stopping = False
 
     async def start(self) -> None:
         self.nc: Client = await nats.connect(self.servers)
@@ -61,7 +62,7 @@ class RawNatsDriver(Driver):
                                                  stream=stream_name(topic))
 
         async def pull() -> None:
-            while True:
+            while not self.stopping:
                 try:
                     msgs = await psub.fetch(batch=FETCH_BATCH, timeout=0.5)
                 except (TimeoutError, nats.errors.TimeoutError):
@@ -87,9 +88,13 @@ class RawNatsDriver(Driver):
         await asyncio.gather(*acks)
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        # Let each pull end after its current fetch: nats-py can swallow a cancel that
+        # lands inside fetch() and hang the task.
+        self.stopping = True
+        if self.tasks:
+            _, late = await asyncio.wait(self.tasks, timeout=5)
+            for task in late:
+                task.cancel()
         await self.nc.close()
 
 

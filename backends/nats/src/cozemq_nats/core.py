@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import nats.errors
@@ -14,18 +15,18 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from cozemq.backend import Capabilities, Delivery, SubscribeSpec, Subscription, take_batch
-from cozemq.errors import BrokerUnavailable, MessageTooLarge
+from cozemq.errors import BrokerUnavailable, ConfigurationError, MessageTooLarge
 from cozemq.message import OutgoingMessage
+from cozemq.settings import Settings
 
 from .base import TRANSIENT, NatsBackendBase, header_block, split_headers
 
-# nats-py buffers this many messages per subscription before it counts a slow consumer
-# and drops: the bound on client memory when handlers fall behind.
-PENDING_LIMIT = 10_000
+log = logging.getLogger("cozemq.nats")
 
 
 class CoreDelivery(Delivery):
     __slots__ = ()
+    inline_settle = True  # nothing to settle: at most once
 
     async def ack(self) -> None:
         return None
@@ -35,29 +36,48 @@ class CoreDelivery(Delivery):
 
 
 class CoreSubscription(Subscription):
-    def __init__(self, prefetch: int) -> None:
-        self.queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=max(prefetch, 1))
-        self.sub: NatsSubscription | None = None
+    """Reads nats-py's own buffer of a callback-less subscription: a second queue and a
+    callback task in between would cost more per message than the rest of the path."""
+
+    def __init__(self, sub: NatsSubscription, describe: str,
+                 members: dict[NatsSubscription, CoreSubscription]) -> None:
+        self.sub = sub
+        self.describe = describe
+        self.members = members  # the backend's, to route slow-consumer errors here
+        self.pending: asyncio.Queue[Msg] = sub._pending_queue
+        self.dropped = 0
         self._ids = itertools.count(1)
 
-    async def on_message(self, msg: Msg) -> None:
-        await self.queue.put(msg)  # backpressure into nats-py's bounded pending buffer
-
     async def fetch(self, max_messages: int, timeout: float) -> Sequence[Delivery]:
-        return [self._delivery(m) for m in await take_batch(self.queue, max_messages, timeout)]
+        msgs = await take_batch(self.pending, max_messages, timeout)
+        sub, pending, ids = self.sub, self.pending, self._ids
+        prefix = f"{id(self):x}-"
+        now = datetime.now(UTC)
+        deliveries: list[Delivery] = []
+        for msg in msgs:
+            # The bookkeeping nats-py's next_msg() does for each message it hands out.
+            sub._pending_size -= len(msg.data)
+            pending.task_done()
+            key, headers = split_headers(msg.headers)
+            deliveries.append(CoreDelivery(msg.data, key=key, headers=headers,
+                                           id=prefix + str(next(ids)), delivery_count=1,
+                                           timestamp=now))
+        return deliveries
 
-    def _delivery(self, msg: Msg) -> Delivery:
-        key, headers = split_headers(msg.headers)
-        return CoreDelivery(msg.data, key=key, headers=headers,
-                            id=f"{id(self):x}-{next(self._ids)}", delivery_count=1,
-                            timestamp=datetime.now(UTC))
+    def count_drop(self) -> None:
+        """nats-py discarded a message because this member fell behind (slow consumer)."""
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 10_000 == 0:
+            log.warning("%s: the consumer fell behind; the NATS client dropped %d message(s) "
+                        "(core NATS is at most once: raise NATS_PENDING_MESSAGES / "
+                        "NATS_PENDING_BYTES, or use JetStream)", self.describe, self.dropped)
 
     async def close(self) -> None:
-        if self.sub is not None:
-            try:
-                await self.sub.unsubscribe()
-            except (nats.errors.Error, *TRANSIENT):
-                pass
+        self.members.pop(self.sub, None)
+        try:
+            await self.sub.unsubscribe()
+        except (nats.errors.Error, *TRANSIENT):
+            pass
 
 
 class NatsCoreBackend(NatsBackendBase):
@@ -85,13 +105,30 @@ class NatsCoreBackend(NatsBackendBase):
         except TRANSIENT as exc:
             raise BrokerUnavailable(f"NATS publish to {topic!r} failed: {exc!r}") from None
 
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(settings, env)
+        self._members: dict[NatsSubscription, CoreSubscription] = {}
+
     async def subscribe(self, spec: SubscribeSpec) -> Subscription:
-        subscription = CoreSubscription(spec.prefetch)
-        subscription.sub = await self.connection.subscribe(
-            spec.topic, queue=spec.group, cb=subscription.on_message,
-            pending_msgs_limit=PENDING_LIMIT,
+        own = self.nats_settings
+        sub = await self.connection.subscribe(
+            spec.topic, queue=spec.group,
+            pending_msgs_limit=own.pending_messages, pending_bytes_limit=own.pending_bytes,
         )
+        if not isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue):
+            await sub.unsubscribe()
+            raise ConfigurationError(
+                "this nats-py version keeps no per-subscription queue cozemq can read; "
+                "install the nats-py version cozemq-nats requires"
+            )
+        subscription = CoreSubscription(sub, f"{spec.topic}/{spec.group}", self._members)
+        self._members[sub] = subscription
         # register_consumer returns once subscribed: the server must know the interest
         # before a send from another connection, or that send has no receiver.
         await self.connection.flush(timeout=self.settings.connect_timeout)  # type: ignore[arg-type]
         return subscription
+
+    async def on_slow_consumer(self, exc: nats.errors.SlowConsumerError) -> None:
+        member = self._members.get(exc.sub)
+        if member is not None:
+            member.count_drop()

@@ -49,6 +49,7 @@ def _safe_name(name: str) -> str:
 
 class JetStreamDelivery(Delivery):
     __slots__ = ("_msg",)
+    inline_settle = True  # +ACK/-NAK are fire-and-forget publishes
 
     def __init__(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -112,6 +113,7 @@ class JetStreamBackend(NatsBackendBase):
             self.refine_capabilities(persistent=False)
         self.js: JetStreamContext | None = None
         self._streams: dict[str, asyncio.Future[str]] = {}
+        self._stream_known: set[str] = set()  # sends skip the lookup (and its shield)
 
     async def after_connect(self) -> None:
         # One request's wait, well inside send_timeout: a request lost in a server restart
@@ -132,11 +134,13 @@ class JetStreamBackend(NatsBackendBase):
         if pending is None:
             pending = self._streams[topic] = asyncio.ensure_future(self._ensure_stream(topic))
         try:
-            return await asyncio.shield(pending)
+            name = await asyncio.shield(pending)
         except BaseException:
             if pending.done():
                 self._streams.pop(topic, None)  # failed: let the next call try again
             raise
+        self._stream_known.add(topic)
+        return name
 
     async def _ensure_stream(self, topic: str) -> str:
         js = self.jetstream
@@ -174,7 +178,8 @@ class JetStreamBackend(NatsBackendBase):
     # -- publishing -------------------------------------------------------------------------
 
     async def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
-        await self.ensure_stream(topic)
+        if topic not in self._stream_known:
+            await self.ensure_stream(topic)
         js = self.jetstream
         try:
             if len(messages) == 1:
@@ -201,6 +206,7 @@ class JetStreamBackend(NatsBackendBase):
             ) from None
         except nats.errors.NoRespondersError:
             self._streams.pop(topic, None)  # the stream may be gone: look it up again
+            self._stream_known.discard(topic)
             raise BrokerUnavailable(f"no JetStream stream answered for {topic!r}") from None
         except TRANSIENT as exc:
             raise BrokerUnavailable(f"JetStream publish to {topic!r} failed: {exc!r}") from None

@@ -32,5 +32,9 @@ class NatsSettings(BaseSettings):
     stream_replicas: int = Field(default=1, ge=1, le=5, alias="NATS_STREAM_REPLICAS")
     stream_storage: Literal["file", "memory"] = Field(default="file", alias="NATS_STREAM_STORAGE")
     duplicate_window: float = Field(default=120.0, gt=0, alias="NATS_DUPLICATE_WINDOW")
+    pending_messages: int = Field(default=65_536, ge=1, alias="NATS_PENDING_MESSAGES")
+    """Core NATS: messages the client buffers per consumer before it drops (slow consumer)."""
+    pending_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, alias="NATS_PENDING_BYTES")
+    """Core NATS: bytes the client buffers per consumer before it drops."""
     ack_wait: float = Field(default=30.0, ge=1, alias="NATS_ACK_WAIT")
     client_name: str = Field(default="cozemq", alias="NATS_CLIENT_NAME")

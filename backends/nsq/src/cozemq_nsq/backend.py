@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +57,7 @@ CLOSE_FLUSH = 1.0
 
 class NsqDelivery(Delivery):
     __slots__ = ("_conn", "_message")
+    inline_settle = True  # FIN/REQ are written to the connection, never awaited
 
     def __init__(self, conn: Any, message: Any) -> None:
         body, key, headers = envelope.decode(message.body)
@@ -78,6 +79,9 @@ class NsqDelivery(Delivery):
             )
 
     async def ack(self) -> None:
+        self.ack_now()
+
+    def ack_now(self) -> None:
         self._check("FIN")
         self._message.finish()
 
@@ -94,9 +98,11 @@ class NsqDelivery(Delivery):
 
 
 class NsqSubscription(Subscription):
-    def __init__(self, reader: Reader, queue: asyncio.Queue[NsqDelivery]) -> None:
+    def __init__(self, reader: Reader, queue: asyncio.Queue[NsqDelivery],
+                 offer: list[Callable[[Delivery], bool]]) -> None:
         self.reader = reader
         self.queue = queue
+        self.offer = offer
         self._watchdog = asyncio.ensure_future(self._reconnect_loop())
 
     async def _reconnect_loop(self) -> None:
@@ -106,6 +112,9 @@ class NsqSubscription(Subscription):
 
     async def fetch(self, max_messages: int, timeout: float) -> Sequence[Delivery]:
         return await take_batch(self.queue, max_messages, timeout)
+
+    def deliver_directly(self, offer: Callable[[Delivery], bool]) -> None:
+        self.offer[:] = [offer]
 
     async def close(self) -> None:
         """RDY 0, give back what was received and not handed out, flush, disconnect."""
@@ -288,10 +297,15 @@ class NsqBackend(Backend):
         queue: asyncio.Queue[NsqDelivery] = asyncio.Queue()
         reader: Reader
 
+        offer: list[Callable[[Delivery], bool]] = []  # the core's, once it starts
+
         def sink(conn: Any, message: Any) -> None:
             delivery = NsqDelivery(conn, message)
             if reader.draining:
                 message.requeue(backoff=False, time_ms=0)
+                return
+            # Straight to the core while nothing waits in the buffer (keeps arrival order).
+            if offer and queue.empty() and offer[0](delivery):
                 return
             queue.put_nowait(delivery)
 
@@ -312,7 +326,7 @@ class NsqBackend(Backend):
                 f"SUB {spec.topic}/{spec.group} was not acknowledged by nsqd within "
                 f"{timeout:g}s: {_explain(reader.last_error or 'no answer')}"
             ) from None
-        subscription = NsqSubscription(reader, queue)
+        subscription = NsqSubscription(reader, queue, offer)
         self._subscriptions.add(subscription)
         return _Tracked(subscription, self._subscriptions)
 
@@ -326,6 +340,9 @@ class _Tracked(Subscription):
 
     async def fetch(self, max_messages: int, timeout: float) -> Sequence[Delivery]:
         return await self.inner.fetch(max_messages, timeout)
+
+    def deliver_directly(self, offer: Callable[[Delivery], bool]) -> None:
+        self.inner.deliver_directly(offer)
 
     async def close(self) -> None:
         self._registry.discard(self.inner)
