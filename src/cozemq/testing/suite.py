@@ -174,6 +174,19 @@ class ConformanceSuite:
             await tally.wait_for(50, WAIT)
             assert tally.report({"p": 50}).lost == []
 
+    async def test_plain_functions_and_awaitable_returning_callables_are_handlers(
+        self, bus: EventBus
+    ) -> None:
+        topic = new_topic()
+        plain, returning, coroutine = Tally(), Tally(), Tally()
+        await bus.register_consumer(topic, "plain", plain.record)
+        await bus.register_consumer(topic, "returning", lambda message: returning(message))
+        await bus.register_consumer(topic, "coroutine", coroutine)
+        await bus.send_batch(topic, [payload("p", i) for i in range(20)])
+        for tally in (plain, returning, coroutine):
+            await tally.wait_for(20, WAIT)
+            assert tally.report({"p": 20}).lost == []
+
     # 6 ---------------------------------------------------------------------------------------
     async def test_group_members_share_the_work(
         self, harness: Harness, bus: EventBus, other_bus: EventBus
@@ -230,7 +243,7 @@ class ConformanceSuite:
         tally, dead = Tally(), Tally()
         poison_attempts: list[int] = []
 
-        async def handler(message: Message) -> None:
+        def handler(message: Message) -> None:  # a plain function: the inline path
             if message.body.startswith(b"poison"):
                 poison_attempts.append(message.attempt)
                 raise ValueError("cannot parse")

@@ -32,7 +32,7 @@ class PulsarSettings(BaseSettings):
     """Seconds a lookup, producer creation or subscribe may take before it fails."""
     send_timeout: float = Field(default=10.0, ge=1, alias="PULSAR_SEND_TIMEOUT")
     """Seconds one send waits for the broker's receipt; the core retries after it."""
-    receiver_queue_size: int = Field(default=100, ge=1, le=10_000,
+    receiver_queue_size: int = Field(default=1000, ge=1, le=10_000,
                                      alias="PULSAR_RECEIVER_QUEUE_SIZE")
     """Upper bound of messages a consumer prefetches (the consumer's concurrency if lower)."""
     nack_delay: float = Field(default=0.1, ge=0.01, le=60, alias="PULSAR_NACK_DELAY")
