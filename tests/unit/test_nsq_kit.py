@@ -66,7 +66,7 @@ def test_kit_restart_after_sigkill_keeps_ports_and_queued_messages() -> None:
         urllib.request.urlopen(mpub, timeout=2).close()
         assert _channel_depth(kit, "kept", "ch") == 20
         old_pid = kit.pid
-        time.sleep(1.0)  # 10x the kit's --sync-timeout=100ms: the disk queue is synced even under load
+        time.sleep(1.0)  # 10x the kit's --sync-timeout=100ms: synced even under load
         kit.restart(kill=True)
         assert kit.ports == ports and kit.pid != old_pid
         assert kit.lookupd_alive(), "nsqlookupd keeps running across an nsqd crash"
