@@ -189,42 +189,46 @@ class Consumer:
         Subscription.deliver_directly): handled on the spot unless closing."""
         if self._stopping:
             return False
+        rest = self._first_attempt(delivery)
+        if rest is not None:
+            self._continue_as_task(delivery, rest)
+            return True
+        try:
+            delivery.ack_now()
+        except Exception as exc:
+            self._settle_failed("ack", exc)
+        else:
+            self.stats.acked += 1
+        return True
+
+    async def _handle_inline(self, delivery: Delivery) -> None:
+        """First attempt of a plain handler, in the fetch loop."""
+        rest = self._first_attempt(delivery)
+        if rest is not None:
+            self._continue_as_task(delivery, rest)
+            return
+        try:
+            await delivery.ack()
+        except Exception as exc:
+            self._settle_failed("ack", exc)
+            return
+        self.stats.acked += 1
+
+    def _first_attempt(self, delivery: Delivery) -> object:
+        """Call a plain handler once. None means a plain success, to ack on the spot; anything
+        else (what it raised, an awaitable it returned) continues as a task."""
         self.stats.received += 1
         try:
             result = self._handler(self._message(delivery, delivery.delivery_count))
         except Exception as exc:
-            result = _Raised(exc)
-        if result is None or not (isinstance(result, _Raised) or inspect.isawaitable(result)):
-            try:
-                delivery.ack_now()
-            except Exception as exc:
-                self._settle_failed("ack", exc)
-            else:
-                self.stats.acked += 1
-            return True
-        self._begin(delivery)
-        self._spawn(self._process(delivery, None, None, first=result))
-        return True
+            return _Raised(exc)
+        if result is None or not inspect.isawaitable(result):
+            return None
+        return result
 
-    async def _handle_inline(self, delivery: Delivery) -> None:
-        """First attempt of a plain handler, in the fetch loop. Anything but a plain success
-        (a failure to retry, an awaitable returned) continues as a task like any delivery."""
-        self.stats.received += 1
-        attempt = delivery.delivery_count
-        try:
-            result = self._handler(self._message(delivery, attempt))
-        except Exception as exc:
-            result = _Raised(exc)
-        if result is None or not (isinstance(result, _Raised) or inspect.isawaitable(result)):
-            try:
-                await delivery.ack()
-            except Exception as exc:
-                self._settle_failed("ack", exc)
-                return
-            self.stats.acked += 1
-            return
+    def _continue_as_task(self, delivery: Delivery, first: object) -> None:
         self._begin(delivery)
-        self._spawn(self._process(delivery, None, None, first=result))
+        self._spawn(self._process(delivery, None, None, first=first))
 
     def _dispatch(self, delivery: Delivery) -> None:
         self.stats.received += 1
