@@ -31,7 +31,7 @@ conformance: setup
 
 # The numbers in docs/performance.md: every workload on every broker, cozemq beside the raw
 # client (and FastStream), alternating, three rounds. Not part of `make test` (which runs a
-# smoke bench only). Takes about 40 minutes on 2 cores. Message counts differ by broker so
+# smoke bench only). Takes about 30 minutes on 2 cores. Message counts differ by broker so
 # every run lasts long enough to measure: NATS and NSQ move ten thousand messages in a second
 # or two, RocketMQ and Pulsar take milliseconds per awaited send.
 BENCH := $(RUN) cozemq bench --rounds 3
