@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import defaultdict
 
 import pytest
 
-from cozemq import EventBus, Message
+from cozemq import EventBus
 from cozemq.kit import BrokerKit
 from cozemq.testing.suite import until
-from cozemq.testing.tally import parse, payload
+from cozemq.testing.tally import KeyOrderCheck, payload
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.broker("kafka")]
 
@@ -24,27 +23,14 @@ async def test_orderly_members_keep_order_per_key_across_a_rebalance(
 ) -> None:
     topic = f"rb{uuid.uuid4().hex[:10]}"
     keys = [f"doc-{k}" for k in range(12)]
-    busy: dict[str, int] = defaultdict(int)
-    overlaps: list[str] = []
-    handled: dict[str, list[int]] = defaultdict(list)
-
-    async def handler(message: Message) -> None:
-        key = message.key or ""
-        busy[key] += 1
-        if busy[key] > 1:
-            overlaps.append(key)
-        try:
-            await asyncio.sleep(0.002)
-            handled[key].append(parse(message.body)[1])
-        finally:
-            busy[key] -= 1
+    check = KeyOrderCheck(work=0.002)
 
     def new_bus() -> EventBus:
         return EventBus.from_env({**kafka_kit.env(), **ENV})
 
     per_key = 60
     async with new_bus() as first, new_bus() as sender:
-        await first.register_consumer(topic, "g", handler, orderly=True, concurrency=8)
+        await first.register_consumer(topic, "g", check, orderly=True, concurrency=8)
 
         async def produce() -> None:
             for seq in range(per_key):
@@ -53,16 +39,16 @@ async def test_orderly_members_keep_order_per_key_across_a_rebalance(
                 await asyncio.sleep(0.01)
 
         producing = asyncio.create_task(produce())
-        await until(lambda: sum(map(len, handled.values())) >= 100, what="a first share")
+        await until(lambda: check.count() >= 100, what="a first share")
         async with new_bus() as second:  # joins: partitions move to it ...
-            await second.register_consumer(topic, "g", handler, orderly=True, concurrency=8)
-            await until(lambda: sum(map(len, handled.values())) >= 350, what="more")
+            await second.register_consumer(topic, "g", check, orderly=True, concurrency=8)
+            await until(lambda: check.count() >= 350, what="more")
         # ... and leaves again: they move back.
         await producing
-        await until(lambda: all(set(handled[k]) >= set(range(per_key)) for k in keys),
+        await until(lambda: all(set(check.handled[k]) >= set(range(per_key)) for k in keys),
                     what="every message")
 
-    assert overlaps == [], "two messages of one key were in handlers at once"
+    assert check.overlaps == [], "two messages of one key were in handlers at once"
     for key in keys:
-        firsts = list(dict.fromkeys(handled[key]))  # first handling of each message, in order
-        assert firsts == list(range(per_key)), (key, handled[key])
+        firsts = list(dict.fromkeys(check.handled[key]))  # first handling of each, in order
+        assert firsts == list(range(per_key)), (key, check.handled[key])

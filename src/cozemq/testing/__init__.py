@@ -5,11 +5,12 @@ Needs the ``testing`` extra: ``pip install "cozemq[testing]"``.
 
 from .harness import Harness, KitHarness, MemoryHarness
 from .suite import ConformanceSuite, new_topic, until
-from .tally import Report, Tally, parse, payload
+from .tally import KeyOrderCheck, Report, Tally, parse, payload
 
 __all__ = [
     "ConformanceSuite",
     "Harness",
+    "KeyOrderCheck",
     "KitHarness",
     "MemoryHarness",
     "Report",

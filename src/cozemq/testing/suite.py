@@ -19,7 +19,6 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -37,7 +36,7 @@ from ..errors import (
 )
 from ..message import Message
 from .harness import Harness
-from .tally import Tally, parse, payload
+from .tally import KeyOrderCheck, Tally, payload
 
 WAIT = 30.0
 """Upper bound for anything the suite waits for; tests finish as soon as the event happens."""
@@ -286,33 +285,16 @@ class ConformanceSuite:
                 await bus.register_consumer(topic, "g", Tally(), orderly=True)
             return
         keys = [f"doc-{k}" for k in range(4)]
-        busy: dict[str, int] = defaultdict(int)
-        overlaps: list[str] = []
-        handled: dict[str, list[int]] = defaultdict(list)
-
-        async def handler(message: Message) -> None:
-            key = message.key or ""
-            busy[key] += 1
-            if busy[key] > 1:
-                overlaps.append(key)
-            try:
-                await asyncio.sleep(0.001)
-                _, seq = parse(message.body)
-                if seq % 5 == 0 and message.attempt == 1:
-                    raise RuntimeError("first attempt fails")
-                handled[key].append(seq)
-            finally:
-                busy[key] -= 1
-
-        await bus.register_consumer(topic, "g", handler, orderly=True, concurrency=8,
+        check = KeyOrderCheck(fail_first_attempt_every=5)
+        await bus.register_consumer(topic, "g", check, orderly=True, concurrency=8,
                                     retry_backoff=FAST)
         for seq in range(20):
             for key in keys:
                 await bus.send_message(topic, payload(key, seq), key=key)
-        await until(lambda: sum(len(v) for v in handled.values()) >= 80, what="80 messages")
-        assert overlaps == [], "two messages of one key were in handlers at once"
+        await until(lambda: check.count() >= 80, what="80 messages")
+        assert check.overlaps == [], "two messages of one key were in handlers at once"
         for key in keys:
-            assert handled[key] == list(range(20)), (key, handled[key])
+            assert check.handled[key] == list(range(20)), (key, check.handled[key])
 
     # 11 --------------------------------------------------------------------------------------
     async def test_late_group_receives_what_was_sent_before_it_joined(

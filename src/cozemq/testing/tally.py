@@ -101,3 +101,32 @@ def reordered(seen: Iterable[tuple[str, int]]) -> int:
             count += 1
         highest[producer] = max(seq, highest.get(producer, -1))
     return count
+
+
+class KeyOrderCheck:
+    """An orderly consumer's handler that records, per sharding key, the sequence numbers in
+    the order it handled them, and every time two messages of one key were in it at once."""
+
+    def __init__(self, *, work: float = 0.001, fail_first_attempt_every: int = 0) -> None:
+        self.work = work
+        self.fail_every = fail_first_attempt_every
+        self.handled: dict[str, list[int]] = defaultdict(list)
+        self.overlaps: list[str] = []
+        self._busy: dict[str, int] = defaultdict(int)
+
+    async def __call__(self, message: Message) -> None:
+        key = message.key or ""
+        self._busy[key] += 1
+        if self._busy[key] > 1:
+            self.overlaps.append(key)
+        try:
+            await asyncio.sleep(self.work)
+            _, seq = parse(message.body)
+            if self.fail_every and seq % self.fail_every == 0 and message.attempt == 1:
+                raise RuntimeError("first attempt fails")
+            self.handled[key].append(seq)
+        finally:
+            self._busy[key] -= 1
+
+    def count(self) -> int:
+        return sum(map(len, self.handled.values()))
