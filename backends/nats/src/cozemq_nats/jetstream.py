@@ -22,6 +22,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from cozemq.backend import Capabilities, Delivery, SubscribeSpec, Subscription
 from cozemq.errors import BrokerError, BrokerUnavailable, MessageTooLarge
 from cozemq.message import OutgoingMessage
+from cozemq.once import Once
 from cozemq.settings import Settings
 
 from .base import TRANSIENT, NatsBackendBase, header_block, split_headers
@@ -112,8 +113,8 @@ class JetStreamBackend(NatsBackendBase):
         if own.stream_storage == "memory":
             self.refine_capabilities(persistent=False)
         self.js: JetStreamContext | None = None
-        self._streams: dict[str, asyncio.Future[str]] = {}
-        self._stream_known: set[str] = set()  # sends skip the lookup (and its shield)
+        self.ensure_stream: Once[str, str] = Once(self._ensure_stream)
+        """The stream that holds a topic: found or created once per process."""
 
     async def after_connect(self) -> None:
         # One request's wait, well inside send_timeout: a request lost in a server restart
@@ -127,20 +128,6 @@ class JetStreamBackend(NatsBackendBase):
         return self.js
 
     # -- streams ----------------------------------------------------------------------------
-
-    async def ensure_stream(self, topic: str) -> str:
-        """The stream that holds ``topic``: found or created once per process."""
-        pending = self._streams.get(topic)
-        if pending is None:
-            pending = self._streams[topic] = asyncio.ensure_future(self._ensure_stream(topic))
-        try:
-            name = await asyncio.shield(pending)
-        except BaseException:
-            if pending.done():
-                self._streams.pop(topic, None)  # failed: let the next call try again
-            raise
-        self._stream_known.add(topic)
-        return name
 
     async def _ensure_stream(self, topic: str) -> str:
         js = self.jetstream
@@ -178,7 +165,7 @@ class JetStreamBackend(NatsBackendBase):
     # -- publishing -------------------------------------------------------------------------
 
     async def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
-        if topic not in self._stream_known:
+        if topic not in self.ensure_stream.done:
             await self.ensure_stream(topic)
         js = self.jetstream
         try:
@@ -205,8 +192,7 @@ class JetStreamBackend(NatsBackendBase):
                 f"JetStream refused a publish to {topic!r}: {exc.description}"
             ) from None
         except nats.errors.NoRespondersError:
-            self._streams.pop(topic, None)  # the stream may be gone: look it up again
-            self._stream_known.discard(topic)
+            self.ensure_stream.forget(topic)  # the stream may be gone: look it up again
             raise BrokerUnavailable(f"no JetStream stream answered for {topic!r}") from None
         except TRANSIENT as exc:
             raise BrokerUnavailable(f"JetStream publish to {topic!r} failed: {exc!r}") from None

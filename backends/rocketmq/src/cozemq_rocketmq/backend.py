@@ -38,6 +38,7 @@ from cozemq.errors import (
     MessageTooLarge,
 )
 from cozemq.message import OutgoingMessage
+from cozemq.once import Once
 from cozemq.settings import Settings, load_settings, masked
 
 from .admin import RocketMQAdmin
@@ -273,8 +274,9 @@ class RocketMQBackend(Backend):
         self._executor: ThreadPoolExecutor | None = None
         self._producer: Any = None
         self._config: Any = None
-        self._topics: dict[str, asyncio.Future[TopicInfo]] = {}
-        self._groups: dict[tuple[str, bool], asyncio.Future[None]] = {}
+        self.ensure_topic: Once[str, TopicInfo] = Once(self._ensure_topic)
+        """The topic's accepted message types: looked up (or created) once per process."""
+        self._groups: Once[tuple[str, bool], None] = Once(self._create_group)
         self._admin: RocketMQAdmin | None = None
         self._subscriptions: set[RocketMQSubscription] = set()
 
@@ -388,18 +390,6 @@ class RocketMQBackend(Backend):
 
     # -- topics and groups --------------------------------------------------------------------
 
-    async def ensure_topic(self, topic: str) -> TopicInfo:
-        """The topic's accepted message types: looked up (or created) once per process."""
-        pending = self._topics.get(topic)
-        if pending is None:
-            pending = self._topics[topic] = asyncio.ensure_future(self._ensure_topic(topic))
-        try:
-            return await asyncio.shield(pending)
-        except BaseException:
-            if pending.done():
-                self._topics.pop(topic, None)
-            raise
-
     async def _ensure_topic(self, topic: str) -> TopicInfo:
         if self.rmq_settings.auto_create_topics and not await self.admin.topic_exists(topic):
             # Before any route query: the proxy caches "no route" for a while.
@@ -437,7 +427,7 @@ class RocketMQBackend(Backend):
                 "(e.g. 127.0.0.1:9876)"
             )
         await self._create_topic(topic)
-        self._topics.pop(topic, None)
+        self.ensure_topic.forget(topic)
 
     async def _create_topic(self, topic: str) -> None:
         queues = self.rmq_settings.topic_queues
@@ -464,17 +454,11 @@ class RocketMQBackend(Backend):
             pause = min(1.0, pause * 2)
 
     async def ensure_group(self, group: str, orderly: bool) -> None:
-        key = (group, orderly)
-        pending = self._groups.get(key)
-        if pending is None:
-            pending = self._groups[key] = asyncio.ensure_future(
-                self.admin.create_group(group, orderly=orderly))
-        try:
-            await asyncio.shield(pending)
-        except BaseException:
-            if pending.done():
-                self._groups.pop(key, None)
-            raise
+        await self._groups((group, orderly))
+
+    async def _create_group(self, key: tuple[str, bool]) -> None:
+        group, orderly = key
+        await self.admin.create_group(group, orderly=orderly)
 
     # -- names and sizes ----------------------------------------------------------------------
 
@@ -526,11 +510,13 @@ class RocketMQBackend(Backend):
         except Exception as exc:
             error = translate(exc, f"send to {topic!r}")
             if _code(exc) == TOPIC_NOT_FOUND:
-                self._topics.pop(topic, None)
+                self.ensure_topic.forget(topic)
             raise error from None
 
     async def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
-        info = await self.ensure_topic(topic)
+        info = self.ensure_topic.done.get(topic)
+        if info is None:  # looked up once; every later send skips the await
+            info = await self.ensure_topic(topic)
         if len(messages) == 1:
             await self._send(topic, info, messages[0])
             return
