@@ -95,6 +95,11 @@ class NatsCoreBackend(NatsBackendBase):
         max_message_size=1024 * 1024,
     )
 
+    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(settings, env)
+        # Which member a slow-consumer error from nats-py is about.
+        self._members: dict[NatsSubscription, CoreSubscription] = {}
+
     async def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
         nc = self.connection
         try:
@@ -104,10 +109,6 @@ class NatsCoreBackend(NatsBackendBase):
             raise MessageTooLarge(f"NATS refused the message: {exc}") from None
         except TRANSIENT as exc:
             raise BrokerUnavailable(f"NATS publish to {topic!r} failed: {exc!r}") from None
-
-    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
-        super().__init__(settings, env)
-        self._members: dict[NatsSubscription, CoreSubscription] = {}
 
     async def subscribe(self, spec: SubscribeSpec) -> Subscription:
         own = self.nats_settings
